@@ -1,0 +1,71 @@
+"""The four kinds of error, and what Airflow does with each.
+
+- ``InviteInputError``: bad input, found before any request. Fails the task, no retries.
+- ``PermanentPlatformError``: the platform said no for good. Fails the task, no retries.
+- ``PlatformAuthError``: credentials refused after one re-authentication. Fails, no retries.
+- ``TransientPlatformError``: throttling, 5xx, timeouts. Retried here with backoff; if it
+  survives our retries the task fails *with* retries (Airflow's own retry policy).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class InviteInputError(AirflowFailException, ValueError):
+    """An input does not have the expected shape. Always names the field."""
+
+    def __init__(self, field: str, expected: str, got: object = None, *, show_value: bool = True) -> None:
+        self.field = field
+        self.expected = expected
+        shown = ""
+        if show_value and got is not None:
+            text = repr(got)
+            shown = f", got {text[:60] + '...' if len(text) > 60 else text}"
+        super().__init__(f"{field}: expected {expected}{shown}")
+
+
+class PermanentPlatformError(AirflowFailException):
+    """A refusal that will not change on retry (not found, no permission, banned...)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class PlatformAuthError(AirflowFailException):
+    """Credentials were refused (after one re-authentication where the platform allows it)."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class AuthExpired(Exception):
+    """Raised by a reply check when the platform says the session/token expired: re-authenticate once."""
+
+    def __init__(self, message: str = "credentials expired", *, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class TransientPlatformError(AirflowException):
+    """Worth retrying. ``retry_after`` is the platform's own hint in seconds, if it gave one.
+
+    ``maybe_applied`` is True when a write may have taken effect although we got no usable reply
+    (timeout after sending, dropped connection, 5xx): such a write is never blindly re-sent; the
+    algorithm looks the state up again first.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        maybe_applied: bool = False,
+        code: str | None = None,
+    ) -> None:
+        self.retry_after = retry_after
+        self.maybe_applied = maybe_applied
+        self.code = code
+        super().__init__(message)

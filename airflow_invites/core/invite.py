@@ -1,0 +1,148 @@
+"""The one invite algorithm: validate -> look up -> decide -> invite -> classify -> report."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+
+from airflow_invites.core.adapter import (
+    ABSENT,
+    InviteAdapter,
+    InviteRequest,
+    InviteResult,
+    Presence,
+    UserState,
+)
+from airflow_invites.core.errors import (
+    InviteInputError,
+    PermanentPlatformError,
+    PlatformAuthError,
+    TransientPlatformError,
+)
+from airflow_invites.core.outcome import InviteOutcome, Status
+
+log = logging.getLogger(__name__)
+
+#: how often one chunk is re-checked and re-sent after replies that were lost
+MAX_AMBIGUOUS_ROUNDS = 5
+
+_FROM_PRESENCE = {
+    Presence.MEMBER: Status.ALREADY_MEMBER,
+    Presence.INVITED: Status.ALREADY_INVITED,
+    Presence.BLOCKED: Status.FAILED,
+}
+
+
+def as_user_list(users: object) -> list[object]:
+    """One id, a comma-separated string, or a list of ids -> a list (no validation of the ids)."""
+    if isinstance(users, str):
+        return [part.strip() for part in users.split(",")] if "," in users else [users]
+    if isinstance(users, int) and not isinstance(users, bool):
+        return [users]
+    if isinstance(users, (list, tuple)):
+        return list(users)
+    raise InviteInputError("users", "a person's id or a list of ids", users)
+
+
+def validate(
+    adapter: InviteAdapter, group: object, users: object, request: InviteRequest
+) -> tuple[str, list[str], InviteRequest]:
+    """Every input checked before any request; the first bad one raises ``InviteInputError``."""
+    group_id = adapter.normalize_group(group)
+    raw = as_user_list(users)
+    if not raw:
+        raise InviteInputError("users", "at least one person's id", users)
+    ids: list[str] = []
+    for user in raw:
+        user_id = adapter.normalize_user(user)
+        if user_id in ids:
+            raise InviteInputError("users", "each person once (duplicate id)", user_id)
+        ids.append(user_id)
+    return group_id, ids, adapter.normalize_request(request)
+
+
+def invite_people(
+    adapter: InviteAdapter,
+    group: object,
+    users: object,
+    *,
+    request: InviteRequest | None = None,
+    dry_run: bool = False,
+) -> list[InviteOutcome]:
+    """Invite ``users`` into ``group`` so that each ends up a member or invited, exactly once."""
+    group_id, ids, req = validate(adapter, group, users, request or InviteRequest())
+    results: dict[str, InviteResult] = {}
+    try:
+        state = adapter.lookup(group_id, ids)
+    except (PermanentPlatformError, PlatformAuthError) as exc:
+        failed = InviteResult(Status.FAILED, str(exc), exc.code)
+        return [
+            InviteOutcome(adapter.platform, group_id, u, failed.status, failed.detail, failed.code)
+            for u in ids
+        ]
+    to_invite: list[str] = []
+    for user in ids:
+        current = state.get(user, ABSENT)
+        if current.presence is Presence.ABSENT:
+            to_invite.append(user)
+        else:
+            results[user] = InviteResult(_FROM_PRESENCE[current.presence], current.detail, current.code)
+    if dry_run:
+        results.update((u, InviteResult(Status.WOULD_INVITE, "dry run: no request sent")) for u in to_invite)
+    else:
+        for chunk in _chunks(to_invite, adapter.invite_batch_size):
+            try:
+                results.update(_invite_chunk(adapter, group_id, chunk, req))
+            except (PermanentPlatformError, PlatformAuthError) as exc:
+                # a refusal of the whole call (group gone, no permission): nobody left can be invited
+                failed = InviteResult(Status.FAILED, str(exc), exc.code)
+                results.update((u, failed) for u in to_invite if u not in results)
+                break
+    return [
+        InviteOutcome(adapter.platform, group_id, u, results[u].status, results[u].detail, results[u].code)
+        for u in ids
+    ]
+
+
+def _invite_chunk(
+    adapter: InviteAdapter, group: str, chunk: list[str], request: InviteRequest
+) -> dict[str, InviteResult]:
+    """Invite one chunk; after a lost reply look again and re-send only to those still absent."""
+    results: dict[str, InviteResult] = {}
+    remaining = chunk
+    for _round in range(MAX_AMBIGUOUS_ROUNDS):
+        try:
+            results.update(adapter.send_invites(group, remaining, request))
+            return results
+        except TransientPlatformError as exc:
+            if not exc.maybe_applied:
+                raise
+            log.warning(
+                "%s: no usable reply to an invite of %d people (%s); looking again before re-sending",
+                adapter.platform,
+                len(remaining),
+                exc,
+            )
+        state = adapter.lookup(group, remaining)
+        still_absent = []
+        for user in remaining:
+            current: UserState = state.get(user, ABSENT)
+            if current.presence is Presence.ABSENT:
+                still_absent.append(user)
+            elif current.presence is Presence.BLOCKED:
+                results[user] = InviteResult(Status.FAILED, current.detail, current.code)
+            else:  # our invite took effect although its reply was lost
+                results[user] = InviteResult(Status.INVITED, "confirmed by a look-up after a lost reply")
+        if not still_absent:
+            return results
+        remaining = still_absent
+    raise TransientPlatformError(
+        f"{adapter.platform}: invites to {len(remaining)} people got no usable reply "
+        f"{MAX_AMBIGUOUS_ROUNDS} times in a row"
+    )
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[list[str]]:
+    size = max(1, size)
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])

@@ -1,0 +1,1 @@
+"""One hook per platform; each is that platform's adapter for the invite algorithm."""

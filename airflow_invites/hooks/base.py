@@ -1,0 +1,141 @@
+"""What every platform hook shares: the connection, secrets, the HTTP client, test_connection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any, ClassVar, TypeVar
+
+from airflow.sdk import BaseHook
+
+from airflow_invites.core.adapter import InviteAdapter
+from airflow_invites.core.errors import InviteInputError
+from airflow_invites.core.http import DEFAULT_TIMEOUT, Check, HttpClient, RateLimiter, RetryPolicy
+from airflow_invites.core.runtime_store import RuntimeStore
+from airflow_invites.core.secrets import SecretScrubber
+
+T = TypeVar("T")
+
+USER_AGENT = "airflow-invites/0.1.0 (+https://github.com/airflow-invites/airflow-invites)"
+
+
+class InvitesHook(BaseHook, InviteAdapter):
+    """Base of the platform hooks. Subclasses declare the class attributes and the adapter methods."""
+
+    conn_name_attr: ClassVar[str]
+    default_conn_name: ClassVar[str]
+    conn_type: ClassVar[str]
+    hook_name: ClassVar[str]
+    #: used when the connection has no host
+    default_host: ClassVar[str] = ""
+    #: extras whose values are secrets (the password is always one)
+    secret_extras: ClassVar[tuple[str, ...]] = ()
+    #: client-side pacing: (requests per second, burst), or None
+    client_rate: ClassVar[tuple[float, int] | None] = None
+
+    def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
+        named = kwargs.pop(self.conn_name_attr, None)
+        super().__init__(**kwargs)
+        self.conn_id: str = named or conn_id or self.default_conn_name
+        self.scrubber = SecretScrubber()
+        self.store = RuntimeStore(self.conn_id)
+
+    # -- connection ------------------------------------------------------------------------------
+
+    @cached_property
+    def connection(self) -> Any:
+        conn = self.get_connection(self.conn_id)
+        self.scrubber.add(conn.password)
+        extras = conn.extra_dejson or {}
+        self.scrubber.add(*(str(extras[k]) for k in self.secret_extras if extras.get(k)))
+        return conn
+
+    @property
+    def extras(self) -> Mapping[str, Any]:
+        return self.connection.extra_dejson or {}
+
+    def extra(self, name: str, default: Any = None) -> Any:
+        value = self.extras.get(name)
+        return default if value in (None, "") else value
+
+    def base_url(self) -> str:
+        """The connection's host (with a scheme; https by default), or the platform's default."""
+        host = (self.connection.host or self.default_host).strip().rstrip("/")
+        if not host:
+            raise InviteInputError(f"connection {self.conn_id}: host", "the platform's base URL")
+        if "://" not in host:
+            host = f"https://{host}"
+        if self.connection.port and host.count(":") < 2:
+            host = f"{host}:{self.connection.port}"
+        return host
+
+    @cached_property
+    def http(self) -> HttpClient:
+        timeout = self.extra("timeout", DEFAULT_TIMEOUT)
+        try:
+            timeout = float(timeout)
+        except (TypeError, ValueError):
+            raise InviteInputError(f"connection {self.conn_id}: extra timeout", "seconds", timeout) from None
+        limiter = RateLimiter(*self.client_rate) if self.client_rate else None
+        return HttpClient(
+            platform=self.platform,
+            base_url=self.base_url(),
+            scrubber=self.scrubber,
+            timeout=timeout,
+            verify=_truthy(self.extra("verify_ssl", True)),
+            headers={"User-Agent": self.user_agent(), "Accept": "application/json"},
+            retry=RetryPolicy(max_attempts=int(self.extra("max_attempts", RetryPolicy.max_attempts))),
+            rate_limiter=limiter,
+            logger=self.log,  # type: ignore[arg-type]
+        )
+
+    def user_agent(self) -> str:
+        return USER_AGENT
+
+    # -- calls -----------------------------------------------------------------------------------
+
+    def call(self, method: str, path: str, *, check: Check[T], write: bool = False, **kwargs: Any) -> T:
+        """One authenticated API call through the shared HTTP layer."""
+        return self.http.request(
+            method,
+            path,
+            check=check,
+            auth=self.auth_headers,
+            reauthenticate=self.reauthenticate if self.can_reauthenticate() else None,
+            write=write,
+            **kwargs,
+        )
+
+    def auth_headers(self) -> Mapping[str, str]:
+        """Headers that authenticate a call (authenticating first if needed)."""
+        return {}
+
+    def can_reauthenticate(self) -> bool:
+        """True if ``reauthenticate`` can get new credentials (a refresh, a login)."""
+        return False
+
+    def reauthenticate(self) -> None:
+        """Drop the current credentials and obtain new ones."""
+
+    def remember_secret(self, value: str | None) -> str | None:
+        """Register a value obtained at run time (token, cookie) as a secret; returns it."""
+        self.scrubber.add(value)
+        return value
+
+    # -- Airflow's test button -------------------------------------------------------------------
+
+    def check_connection(self) -> str:
+        """Prove the credentials with a harmless read; return a short message."""
+        raise NotImplementedError
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            return True, self.check_connection()
+        except Exception as exc:
+            return False, self.scrubber.scrub(str(exc))
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "0", "no", "off")
+    return bool(value)

@@ -1,0 +1,1 @@
+"""Invite operators: one generic base, one thin subclass per platform."""

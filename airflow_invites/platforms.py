@@ -1,0 +1,195 @@
+"""The one registry of platforms: names, classes, id formats, connection form fields.
+
+Pure data (no imports of hooks or Airflow), so provider info, the DAG files and the trigger form
+read it cheaply. ``get_provider_info()`` is built from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+COMMON_CONN_FIELDS: dict[str, dict[str, Any]] = {
+    "timeout": {
+        "label": "Timeout (s)",
+        "description": "Seconds to wait for each HTTP reply.",
+        "schema": {"type": ["number", "null"], "minimum": 1, "maximum": 600, "default": 30},
+    },
+    "verify_ssl": {
+        "label": "Verify TLS",
+        "description": "Verify the server's TLS certificate. Turn off only for a test server.",
+        "schema": {"type": "boolean", "default": True},
+    },
+}
+
+
+def _secret(label: str, description: str) -> dict[str, Any]:
+    return {
+        "label": label,
+        "description": description,
+        "schema": {"type": ["string", "null"], "format": "password"},
+    }
+
+
+def _text(label: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    name: str
+    display: str
+    hook: str  # class path
+    operator: str  # class path
+    user_description: str
+    user_pattern: str | None
+    group_description: str
+    group_pattern: str | None
+    conn_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ui_field_behaviour: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def conn_type(self) -> str:
+        return self.name
+
+    @property
+    def default_conn_id(self) -> str:
+        return f"{self.name}_default"
+
+
+PLATFORMS: dict[str, PlatformSpec] = {
+    spec.name: spec
+    for spec in (
+        PlatformSpec(
+            name="bungie",
+            display="Bungie.net",
+            hook="airflow_invites.hooks.bungie.BungieHook",
+            operator="airflow_invites.operators.bungie.BungieClanInviteOperator",
+            user_description="Destiny membership as <membershipType>:<membershipId>, e.g. 3:4611686018467284386 "
+            "(type by number or name: TigerXbox=1, TigerPsn=2, TigerSteam=3, TigerStadia=5, TigerEgs=6).",
+            user_pattern=r"^\s*([A-Za-z]+|[0-9]{1,3})\s*:\s*[0-9]{1,19}\s*$",
+            group_description="Clan (group) id, digits only, e.g. 4107840.",
+            group_pattern=r"^[0-9]{1,19}$",
+            conn_fields={
+                "api_key": _secret("API key", "X-API-Key of your Bungie.net application."),
+                "refresh_token": _secret(
+                    "Refresh token",
+                    "First OAuth refresh token (AdminGroups scope). Rotated tokens are kept in a Variable.",
+                ),
+            },
+            ui_field_behaviour={
+                "hidden-fields": ["schema", "port"],
+                "relabeling": {
+                    "login": "OAuth client id",
+                    "password": "OAuth client secret",
+                    "host": "API root",
+                },
+                "placeholders": {"host": "https://www.bungie.net/Platform", "login": "33107"},
+            },
+        ),
+        PlatformSpec(
+            name="vrchat",
+            display="VRChat",
+            hook="airflow_invites.hooks.vrchat.VRChatHook",
+            operator="airflow_invites.operators.vrchat.VRChatGroupInviteOperator",
+            user_description="VRChat user id: usr_<uuid> (lower-case), or a legacy 10-character id.",
+            user_pattern=r"^(usr_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[A-Za-z0-9]{10})$",
+            group_description="VRChat group id: grp_<uuid> (lower-case).",
+            group_pattern=r"^grp_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+            conn_fields={
+                "totp_secret": _secret(
+                    "TOTP secret", "Base32 seed of the account's authenticator app (2FA)."
+                ),
+                "auth_cookie": _secret("auth cookie", "Optional ready 'auth' cookie instead of a login."),
+                "user_agent": _text(
+                    "User-Agent",
+                    "VRChat requires a descriptive one: name/version contact.",
+                    default="airflow-invites/0.1.0 ops@example.org",
+                ),
+            },
+            ui_field_behaviour={
+                "hidden-fields": ["schema", "port"],
+                "relabeling": {"login": "Username", "password": "Password", "host": "API root"},
+                "placeholders": {"host": "https://api.vrchat.cloud/api/1"},
+            },
+        ),
+        PlatformSpec(
+            name="playfab",
+            display="PlayFab",
+            hook="airflow_invites.hooks.playfab.PlayFabHook",
+            operator="airflow_invites.operators.playfab.PlayFabGroupInviteOperator",
+            user_description="Entity id of a title_player_account (16 upper-case hex), "
+            "or <type>:<id> with type title_player_account or character.",
+            user_pattern=r"^((title_player_account|character):)?[0-9A-F]{16}$",
+            group_description="Group entity id (16 upper-case hex).",
+            group_pattern=r"^[0-9A-F]{16}$",
+            conn_fields={},
+            ui_field_behaviour={
+                "hidden-fields": ["schema", "port"],
+                "relabeling": {"login": "Title id", "password": "Title secret key", "host": "API base URL"},
+                "placeholders": {"host": "https://<titleId>.playfabapi.com", "login": "A1B2C"},
+            },
+        ),
+        PlatformSpec(
+            name="bitrix24",
+            display="Bitrix24",
+            hook="airflow_invites.hooks.bitrix24.Bitrix24Hook",
+            operator="airflow_invites.operators.bitrix24.Bitrix24GroupInviteOperator",
+            user_description="Bitrix24 user id: a positive integer.",
+            user_pattern=r"^[1-9][0-9]{0,9}$",
+            group_description="Workgroup id: a positive integer.",
+            group_pattern=r"^[1-9][0-9]{0,9}$",
+            conn_fields={
+                "auth_type": {
+                    "label": "Auth type",
+                    "description": "webhook: inbound webhook (user id + code); oauth: an OAuth application.",
+                    "schema": {"type": "string", "enum": ["webhook", "oauth"], "default": "webhook"},
+                },
+                "webhook_user_id": _text(
+                    "Webhook user id", "The user id in the webhook URL.", pattern=r"^[0-9]*$"
+                ),
+                "webhook_code": _secret("Webhook code", "The secret code in the webhook URL."),
+                "client_id": _text("OAuth client id", "OAuth application's client id (local.xxxx)."),
+                "client_secret": _secret("OAuth client secret", "OAuth application's client secret."),
+                "refresh_token": _secret(
+                    "Refresh token", "First OAuth refresh token; rotated ones go to a Variable."
+                ),
+            },
+            ui_field_behaviour={
+                "hidden-fields": ["schema", "port", "login", "password"],
+                "relabeling": {"host": "Portal URL"},
+                "placeholders": {"host": "https://yourcompany.bitrix24.com"},
+            },
+        ),
+        PlatformSpec(
+            name="rocketchat",
+            display="Rocket.Chat",
+            hook="airflow_invites.hooks.rocketchat.RocketChatHook",
+            operator="airflow_invites.operators.rocketchat.RocketChatGroupInviteOperator",
+            user_description="Rocket.Chat user id (17 characters, e.g. nSYqWzZ4GsKTX4dyK).",
+            user_pattern=r"^[A-Za-z0-9._-]{1,64}$",
+            group_description="Private group id (e.g. ByehQjC44FwMeiLbX) or name.",
+            group_pattern=r"^[A-Za-z0-9._-]{1,64}$",
+            conn_fields={
+                "auth_type": {
+                    "label": "Auth type",
+                    "description": "token: personal access token (login = user id); "
+                    "password: username/password login (login = username).",
+                    "schema": {"type": "string", "enum": ["token", "password"], "default": "token"},
+                },
+                "totp_secret": _secret(
+                    "TOTP secret", "Base32 seed for two-factor login (password auth only)."
+                ),
+            },
+            ui_field_behaviour={
+                "hidden-fields": ["schema", "port"],
+                "relabeling": {
+                    "host": "Server URL",
+                    "login": "User id (token) or username (password)",
+                    "password": "Personal access token or password",
+                },
+                "placeholders": {"host": "https://chat.example.org", "login": "aobEdbYhXfu5hkeqG"},
+            },
+        ),
+    )
+}

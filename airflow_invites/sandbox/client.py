@@ -1,0 +1,62 @@
+"""A small client of the sandbox's admin API (``/_sandbox/...``), for tests, benchmarks and users.
+
+Only ``requests``: importing it does not import the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+
+class SandboxClient:
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.session.request(
+            method, f"{self.base_url}/_sandbox/{path}", timeout=self.timeout, **kwargs
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def health(self) -> dict[str, Any]:
+        return dict(self._call("GET", "health"))
+
+    def env(self) -> dict[str, dict[str, Any]]:
+        """Per platform: ``connection`` (Airflow connection JSON), ``group``, ``users``."""
+        return dict(self._call("GET", "env"))
+
+    def reset(self) -> None:
+        self._call("POST", "reset")
+
+    def invites(self, platform: str | None = None) -> list[dict[str, Any]]:
+        return list(
+            self._call("GET", "invites", params={"platform": platform} if platform else None)["invites"]
+        )
+
+    def requests(self, platform: str | None = None) -> list[dict[str, Any]]:
+        params = {"platform": platform} if platform else None
+        return list(self._call("GET", "requests", params=params)["requests"])
+
+    def people(self, platform: str, count: int) -> list[str]:
+        return list(self._call("POST", "people", json={"platform": platform, "count": count})["users"])
+
+    def accept(self, platform: str, group: str, user: str) -> None:
+        self._call("POST", "accept", json={"platform": platform, "group": group, "user": user})
+
+    def faults(self, platform: str = "*", **plan: Any) -> None:
+        """``rate``, ``kinds``, ``latency_ms``, ``seed``, ``timeout_ms``, ``throttle_seconds``."""
+        self._call("PUT", "faults", json={"platform": platform, **plan})
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+    def limits(self, platform: str = "*", scale: float = 1.0) -> None:
+        self._call("PUT", "limits", json={"platform": platform, "scale": scale})
+
+    def secrets(self) -> list[str]:
+        return list(self._call("GET", "secrets")["secrets"])

@@ -1,0 +1,196 @@
+"""The sandbox's shared parts: the ledger behind the admin API and the platform base class.
+
+Every platform module in ``sandbox/platforms/`` defines ``PLATFORM``, a ``SandboxPlatform``
+subclass. Handlers are ``async def`` and never ``await`` between reading and writing state, so
+concurrent requests see a consistent state (one event loop, no threads).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+import time
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+FAULT_KINDS = ("throttle", "server_error", "reset", "timeout", "truncated", "lost_response")
+
+
+@dataclass
+class FaultPlan:
+    rate: float = 0.0
+    kinds: tuple[str, ...] = ()
+    latency_ms: float = 0.0
+    timeout_ms: float = 3000.0
+    throttle_seconds: float = 1.0  # the wait hint a "throttle" fault gives
+    rng: random.Random = field(default_factory=lambda: random.Random(1))
+
+    def draw(self) -> str | None:
+        if self.rate <= 0 or not self.kinds:
+            return None
+        return self.rng.choice(self.kinds) if self.rng.random() < self.rate else None
+
+
+@dataclass
+class InviteCount:
+    applied: int = 0
+    requests: int = 0
+
+
+class Ledger:
+    """What the admin API reports: invite counts, the request log, faults and limits."""
+
+    def __init__(self) -> None:
+        self.invites: dict[tuple[str, str, str], InviteCount] = defaultdict(InviteCount)
+        self.requests: list[dict[str, Any]] = []
+        self.faults: dict[str, FaultPlan] = {}
+        self.limit_scale: dict[str, float] = {}
+
+    def clear(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def invite_requested(self, platform: str, group: str, user: str) -> None:
+        self.invites[(platform, group, user)].requests += 1
+
+    def invite_applied(self, platform: str, group: str, user: str) -> None:
+        self.invites[(platform, group, user)].applied += 1
+
+    def log_request(self, platform: str, method: str, path: str, status: int) -> None:
+        self.requests.append({"platform": platform, "method": method, "path": path, "status": status})
+
+    def fault_plan(self, platform: str) -> FaultPlan | None:
+        return self.faults.get(platform) or self.faults.get("*")
+
+    def scale(self, platform: str) -> float:
+        return self.limit_scale.get(platform, self.limit_scale.get("*", 1.0))
+
+
+class FixedWindowLimiter:
+    """``calls`` per ``seconds`` per key, scaled by the ledger (scale 0 = off)."""
+
+    def __init__(self, calls: int, seconds: float) -> None:
+        self.calls = calls
+        self.seconds = seconds
+        self.windows: dict[str, tuple[float, int]] = {}
+
+    def hit(self, key: str, scale: float) -> float | None:
+        """Count one call; returns seconds until the window resets if over the limit, else None."""
+        if scale <= 0:
+            return None
+        window = self.seconds / scale
+        now = time.monotonic()
+        start, count = self.windows.get(key, (now, 0))
+        if now - start >= window:
+            start, count = now, 0
+        count += 1
+        self.windows[key] = (start, count)
+        if count > self.calls:
+            return max(0.0, window - (now - start))
+        return None
+
+    def remaining(self, key: str) -> int:
+        return max(0, self.calls - self.windows.get(key, (0.0, 0))[1])
+
+
+class LeakyBucket:
+    """A bucket of ``burst`` drained at ``rate`` per second per key, scaled by the ledger."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.levels: dict[str, tuple[float, float]] = {}
+
+    def hit(self, key: str, scale: float) -> float | None:
+        """Add one call; returns seconds until there is room if full, else None."""
+        if scale <= 0:
+            return None
+        rate = self.rate * scale
+        now = time.monotonic()
+        level, last = self.levels.get(key, (0.0, now))
+        level = max(0.0, level - (now - last) * rate)
+        if level + 1 > self.burst:
+            self.levels[key] = (level, now)
+            return (level + 1 - self.burst) / rate
+        self.levels[key] = (level + 1, now)
+        return None
+
+
+def random_token(
+    rng: random.Random, length: int, alphabet: str = string.ascii_letters + string.digits
+) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(length))
+
+
+@dataclass(frozen=True)
+class PlatformEnv:
+    """What ``--print-env`` says for one platform."""
+
+    connection: dict[str, Any]
+    group: str
+    users: list[str]
+
+
+class SandboxPlatform(ABC):
+    """One emulated platform, mounted under ``/<name>``."""
+
+    name: ClassVar[str]
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.reset()
+
+    @property
+    def prefix(self) -> str:
+        return f"/{self.name}"
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Back to the deterministic seeded state."""
+
+    @abstractmethod
+    def router(self) -> APIRouter:
+        """The platform's real API paths (mounted below ``prefix``)."""
+
+    @abstractmethod
+    def env(self, base_url: str) -> PlatformEnv:
+        """Connection, group and people not in it, for ``--print-env`` (base_url ends at the prefix)."""
+
+    @abstractmethod
+    def add_people(self, count: int) -> list[str]:
+        """``count`` new people in no group; returns their ids as the hook takes them."""
+
+    @abstractmethod
+    def accept(self, group: str, user: str) -> bool:
+        """The person accepts a pending invite; False if there was none."""
+
+    @abstractmethod
+    def secrets(self) -> list[str]:
+        """Every credential held or issued (passwords, keys, codes, tokens, cookies)."""
+
+    @abstractmethod
+    def throttle_response(self, request: Request) -> Response:
+        """The platform's own rate-limit reply, with its wait hint."""
+
+    def server_error_response(self, request: Request) -> Response:
+        """The platform's own 5xx reply."""
+        return JSONResponse({"error": "Internal Server Error"}, status_code=500)
+
+    # helpers for platform modules
+    def fault_wait(self) -> float:
+        """Seconds a "throttle" fault asks the client to wait."""
+        plan = self.ledger.fault_plan(self.name)
+        return plan.throttle_seconds if plan else 1.0
+
+    def limit_scale(self) -> float:
+        return self.ledger.scale(self.name)
+
+    def invite_requested(self, group: str, user: str) -> None:
+        self.ledger.invite_requested(self.name, group, user)
+
+    def invite_applied(self, group: str, user: str) -> None:
+        self.ledger.invite_applied(self.name, group, user)
