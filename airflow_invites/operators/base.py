@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_invites.core.adapter import InviteRequest
 from airflow_invites.core.errors import InviteInputError
@@ -49,6 +49,7 @@ class GroupInviteOperator(BaseOperator):
     :param conn_id: the connection (default ``<platform>_default``)
     :param fail_on_failure: fail the task if any person's outcome is ``failed`` (outcomes are
         pushed to XCom key ``outcomes`` first, so a report task still sees them)
+    :param skip_if_empty: skip the task (instead of failing on bad input) when ``users`` renders empty
     """
 
     hook_class: ClassVar[type[InvitesHook]]
@@ -65,6 +66,7 @@ class GroupInviteOperator(BaseOperator):
         dry_run: bool | str = False,
         conn_id: str | None = None,
         fail_on_failure: bool = True,
+        skip_if_empty: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -74,6 +76,7 @@ class GroupInviteOperator(BaseOperator):
         self.dry_run_mode = dry_run  # BaseOperator.dry_run is a method
         self.conn_id = conn_id or self.hook_class.default_conn_name
         self.fail_on_failure = fail_on_failure
+        self.skip_if_empty = skip_if_empty
         self.group_url: str | None = None
 
     def get_hook(self) -> InvitesHook:
@@ -84,9 +87,26 @@ class GroupInviteOperator(BaseOperator):
         return InviteRequest(message=self.message or None)
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        dry_run = parse_bool(self.dry_run_mode, "dry_run")
+        if self.skip_if_empty and self.users in (None, "", [], "None"):
+            raise AirflowSkipException("no person given for this platform")
         hook = self.get_hook()
-        outcomes = invite_people(hook, self.group, self.users, request=self.invite_request(), dry_run=dry_run)
+        try:
+            dry_run = parse_bool(self.dry_run_mode, "dry_run")
+            outcomes = invite_people(
+                hook, self.group, self.users, request=self.invite_request(), dry_run=dry_run
+            )
+        except Exception as exc:
+            # the report task still learns why this platform failed
+            failure = InviteOutcome(
+                hook.platform,
+                str(self.group),
+                str(self.users),
+                Status.FAILED,
+                hook.scrubber.scrub(str(exc)),
+                type(exc).__name__,
+            )
+            context["ti"].xcom_push(key=OUTCOMES_KEY, value=[failure.to_dict()])
+            raise
         self.report(hook, outcomes)
         data = [o.to_dict() for o in outcomes]
         context["ti"].xcom_push(key=OUTCOMES_KEY, value=data)

@@ -1,0 +1,37 @@
+# airflow-invites: make demo | make test | make docs | make bench
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test test-faults lint docs bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check airflow_invites dags tests benchmarks scripts
+	$(BIN)/ruff format --check airflow_invites dags tests benchmarks scripts
+	$(BIN)/mypy airflow_invites dags
+
+test: lint
+	$(BIN)/pytest -q
+
+test-faults: $(STAMP)
+	$(BIN)/pytest -q -m faults
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) site .airflow

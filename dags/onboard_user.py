@@ -1,0 +1,85 @@
+"""Onboard one person across platforms, in sequence, from the Airflow UI's trigger form.
+
+Per platform the form has ``<platform>_user`` (empty = skip) and ``<platform>_group`` (empty = the
+Variable ``invites_<platform>_group``); plus ``platforms`` (which to run), ``message`` and ``dry_run``.
+The ``report`` task shows every platform's outcome and fails the run if any platform failed.
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+from airflow.sdk import DAG, Param
+
+from airflow_invites.onboarding import DEFAULT_ORDER, onboarding_task_group
+from airflow_invites.platforms import PLATFORMS as ALL_PLATFORMS
+
+# TEMPORARY while platforms land: only those whose operator module exists
+PLATFORMS = {n: s for n, s in ALL_PLATFORMS.items() if find_spec(s.operator.rsplit(".", 1)[0])}
+DEFAULT_ORDER = tuple(p for p in DEFAULT_ORDER if p in PLATFORMS)
+
+params: dict[str, Param] = {
+    "platforms": Param(
+        list(DEFAULT_ORDER),
+        type="array",
+        items={"type": "string", "enum": list(PLATFORMS)},
+        uniqueItems=True,
+        title="Platforms",
+        description="Which platforms to invite on (they run in the DAG's order).",
+        section="Invitee",
+    ),
+}
+for name, spec in PLATFORMS.items():
+    user_schema: dict[str, object] = {"type": ["null", "string"]}
+    if spec.user_pattern:
+        user_schema["pattern"] = f"^$|{spec.user_pattern}"
+    group_schema: dict[str, object] = {"type": ["null", "string"]}
+    if spec.group_pattern:
+        group_schema["pattern"] = f"^$|{spec.group_pattern}"
+    params[f"{name}_user"] = Param(
+        None,
+        title=f"{spec.display}: person",
+        description=f"{spec.user_description} Empty: skip {spec.display}.",
+        section=spec.display,
+        **user_schema,
+    )
+    params[f"{name}_group"] = Param(
+        None,
+        title=f"{spec.display}: group",
+        description=f"{spec.group_description} Empty: the Variable invites_{name}_group.",
+        section=spec.display,
+        **group_schema,
+    )
+params["message"] = Param(
+    None,
+    type=["null", "string"],
+    maxLength=500,
+    title="Message",
+    description="Invitation text, where the platform takes one.",
+    section="Options",
+)
+params["dry_run"] = Param(
+    False,
+    type="boolean",
+    title="Dry run",
+    description="Look up and report; invite nobody.",
+    section="Options",
+)
+
+with DAG(
+    dag_id="onboard_user",
+    schedule=None,
+    catchup=False,
+    tags=["invites", "onboarding"],
+    params=params,
+    doc_md=__doc__,
+) as dag:
+    onboarding_task_group(
+        users={
+            name: f"{{{{ params.{name}_user if '{name}' in params.platforms and params.{name}_user else '' }}}}"
+            for name in PLATFORMS
+        },
+        platforms=list(DEFAULT_ORDER),
+        message="{{ params.message or '' }}",
+        dry_run="{{ params.dry_run }}",
+    )
