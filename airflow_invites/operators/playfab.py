@@ -1,0 +1,62 @@
+"""PlayFab: invite players into an entity group (guild, clan)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow_invites.core.adapter import InviteRequest
+from airflow_invites.hooks.playfab import PlayFabHook
+from airflow_invites.operators.base import GroupInviteOperator, parse_bool
+
+
+class PlayFabGroupInviteOperator(GroupInviteOperator):
+    """Invite title players into a PlayFab group (``InviteToGroup``, one player per call).
+
+    People are ``title_player_account`` ids (16 upper-case hex), ``character:<id>``, or EntityKey
+    mappings ``{"Id": ..., "Type": ...}``. PlayFab invitations carry no message: ``message`` is ignored.
+
+    :param role_id: role the player gets on accepting (default: the group's member role) (templated)
+    :param custom_tags: PlayFab CustomTags sent with each invite: at most 10 string pairs (templated)
+    :param auto_accept_outstanding_application: when the player has applied to the group, accept
+        the application (outcome ``joined``) instead of inviting; PlayFab's default is true (templated)
+    """
+
+    hook_class = PlayFabHook
+    template_fields: Sequence[str] = (
+        *GroupInviteOperator.template_fields,
+        "role_id",
+        "custom_tags",
+        "auto_accept_outstanding_application",
+    )
+
+    def __init__(
+        self,
+        *,
+        role_id: str | None = None,
+        custom_tags: Mapping[str, str] | None = None,
+        auto_accept_outstanding_application: bool | str = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.role_id = role_id
+        self.custom_tags = custom_tags
+        self.auto_accept_outstanding_application = auto_accept_outstanding_application
+
+    def invite_request(self) -> InviteRequest:
+        tags: object = self.custom_tags
+        if isinstance(tags, str) and tags.strip().startswith("{"):  # a template rendered to JSON text
+            with contextlib.suppress(ValueError):  # else the hook names the field and the shape
+                tags = json.loads(tags)
+        extra: dict[str, Any] = {
+            "role_id": self.role_id or None,
+            "custom_tags": dict(self.custom_tags)
+            if isinstance(self.custom_tags, Mapping)
+            else self.custom_tags,
+            "auto_accept_outstanding_application": parse_bool(
+                self.auto_accept_outstanding_application, "auto_accept_outstanding_application"
+            ),
+        }
+        return InviteRequest(message=self.message or None, extra=extra)
