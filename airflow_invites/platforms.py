@@ -98,19 +98,29 @@ PLATFORMS: dict[str, PlatformSpec] = {
             group_pattern=r"^grp_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
             conn_fields={
                 "totp_secret": _secret(
-                    "TOTP secret", "Base32 seed of the account's authenticator app (2FA)."
+                    "TOTP secret",
+                    "Base32 seed of the account's authenticator app (2FA); codes are computed at run time.",
                 ),
-                "auth_cookie": _secret("auth cookie", "Optional ready 'auth' cookie instead of a login."),
+                "auth_cookie": _secret(
+                    "auth cookie",
+                    "Optional ready 'auth' cookie (authcookie_...), used before logging in. "
+                    "Session cookies obtained later are kept in a masked Variable.",
+                ),
                 "user_agent": _text(
                     "User-Agent",
-                    "VRChat requires a descriptive one: name/version contact.",
-                    default="airflow-invites/0.1.0 ops@example.org",
+                    "VRChat requires a descriptive one: name/version contact (your e-mail or URL).",
+                    default="airflow-invites/0.1.0 (+https://github.com/airflow-invites/airflow-invites)",
                 ),
+                "requests_per_second": {
+                    "label": "Requests per second",
+                    "description": "Client-side pacing of API calls (0 = none). VRChat asks for gentle clients.",
+                    "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 20, "default": 2},
+                },
             },
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
-                "relabeling": {"login": "Username", "password": "Password", "host": "API root"},
-                "placeholders": {"host": "https://api.vrchat.cloud/api/1"},
+                "relabeling": {"login": "Username or e-mail", "password": "Password", "host": "API root"},
+                "placeholders": {"host": "https://api.vrchat.cloud/api/1", "login": "my-invites-bot"},
             },
         ),
         PlatformSpec(

@@ -1,0 +1,32 @@
+"""VRChat: invite people into a group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_invites.core.adapter import InviteRequest
+from airflow_invites.hooks.vrchat import VRChatHook
+from airflow_invites.operators.base import GroupInviteOperator
+
+
+class VRChatGroupInviteOperator(GroupInviteOperator):
+    """Invite people into a VRChat group (``POST /groups/{groupId}/invites``, one per person).
+
+    An invite is pending until the person accepts it in VRChat (status ``invited``). People
+    banned from the group are reported ``failed`` and never invited: an invite would lift the ban.
+    VRChat's group invites carry no message, so ``message`` is ignored.
+
+    :param confirm_override_block: send ``confirmOverrideBlock: true`` (VRChat's default), which
+        may override a block between the bot account and the person; off by default
+    """
+
+    hook_class = VRChatHook
+
+    def __init__(self, *, confirm_override_block: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.confirm_override_block = confirm_override_block
+
+    def invite_request(self) -> InviteRequest:
+        return InviteRequest(
+            message=self.message or None, extra={"confirm_override_block": self.confirm_override_block}
+        )
