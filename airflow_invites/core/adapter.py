@@ -56,6 +56,9 @@ class InviteAdapter(ABC):
     platform: ClassVar[str]
     #: how many people one invite request may name (1 = one request per person)
     invite_batch_size: ClassVar[int] = 1
+    #: how many invite requests may be in flight at once (the hook must be thread-safe past its
+    #: look-up, and pace itself under the platform's rate limit)
+    invite_concurrency: ClassVar[int] = 1
 
     @abstractmethod
     def normalize_group(self, group: object) -> str:

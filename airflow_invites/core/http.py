@@ -122,6 +122,8 @@ class HttpClient:
         self.log = logger or logging.getLogger(f"airflow_invites.{platform}")
         self.requests_sent = 0
         self.retries = 0
+        self._auth_lock = threading.Lock()
+        self._auth_generation = 0  # bumped by each re-authentication
 
     def close(self) -> None:
         self.session.close()
@@ -151,6 +153,7 @@ class HttpClient:
         state = {"reauthenticated": False}
 
         def attempt() -> T:
+            generation = self._auth_generation
             try:
                 return self._send(method, path, check, params, json, data, headers, auth, write)
             except AuthExpired as exc:
@@ -160,8 +163,11 @@ class HttpClient:
                         code=exc.code,
                     ) from None
                 state["reauthenticated"] = True
-                self.log.info("%s: credentials expired, authenticating again once", self.platform)
-                reauthenticate()
+                with self._auth_lock:  # one refresh for all threads (rotating tokens allow one)
+                    if self._auth_generation == generation:
+                        self.log.info("%s: credentials expired, authenticating again once", self.platform)
+                        reauthenticate()
+                        self._auth_generation += 1
                 return attempt()
 
         retrying = Retrying(

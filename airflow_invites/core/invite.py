@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from airflow_invites.core.adapter import (
     ABSENT,
@@ -89,19 +90,61 @@ def invite_people(
             results[user] = InviteResult(_FROM_PRESENCE[current.presence], current.detail, current.code)
     if dry_run:
         results.update((u, InviteResult(Status.WOULD_INVITE, "dry run: no request sent")) for u in to_invite)
-    else:
-        for chunk in _chunks(to_invite, adapter.invite_batch_size):
-            try:
-                results.update(_invite_chunk(adapter, group_id, chunk, req))
-            except (PermanentPlatformError, PlatformAuthError) as exc:
-                # a refusal of the whole call (group gone, no permission): nobody left can be invited
-                failed = InviteResult(Status.FAILED, str(exc), exc.code)
-                results.update((u, failed) for u in to_invite if u not in results)
-                break
+    elif to_invite:
+        results.update(_invite_all(adapter, group_id, to_invite, req))
     return [
         InviteOutcome(adapter.platform, group_id, u, results[u].status, results[u].detail, results[u].code)
         for u in ids
     ]
+
+
+def _invite_all(
+    adapter: InviteAdapter, group: str, to_invite: list[str], request: InviteRequest
+) -> dict[str, InviteResult]:
+    """Invite everyone absent, chunk by chunk (``invite_concurrency`` chunks at a time)."""
+    chunks = list(_chunks(to_invite, adapter.invite_batch_size))
+    results: dict[str, InviteResult] = {}
+    progress = _Progress(adapter.platform, len(to_invite))
+    workers = max(1, min(adapter.invite_concurrency, len(chunks)))
+    try:
+        if workers == 1:  # in the task's own thread
+            for chunk in chunks:
+                chunk_results = _invite_chunk(adapter, group, chunk, request)
+                results.update(chunk_results)
+                progress.add(len(chunk_results))
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix=f"invite-{adapter.platform}") as pool:
+                futures = [pool.submit(_invite_chunk, adapter, group, chunk, request) for chunk in chunks]
+                try:
+                    for future in as_completed(futures):
+                        chunk_results = future.result()
+                        results.update(chunk_results)
+                        progress.add(len(chunk_results))
+                finally:
+                    for future in futures:
+                        future.cancel()
+    except (PermanentPlatformError, PlatformAuthError) as exc:
+        # a refusal of the whole call (group gone, no permission): nobody left can be invited
+        failed = InviteResult(Status.FAILED, str(exc), exc.code)
+        results.update((u, failed) for u in to_invite if u not in results)
+    return results
+
+
+class _Progress:
+    """Logs progress of big batches about ten times."""
+
+    def __init__(self, platform: str, total: int) -> None:
+        self.platform = platform
+        self.total = total
+        self.done = 0
+        self.step = max(100, total // 10)
+        self.next_log = self.step
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.done >= self.next_log and self.done < self.total:
+            log.info("%s: %d of %d people handled", self.platform, self.done, self.total)
+            self.next_log += self.step
 
 
 def _invite_chunk(
