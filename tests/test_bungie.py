@@ -1,0 +1,558 @@
+"""Bungie.net hook and operator over real HTTP against the sandbox."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_invites.core.adapter import InviteRequest
+from airflow_invites.core.errors import InviteInputError, PlatformAuthError
+from airflow_invites.core.invite import invite_people
+from airflow_invites.core.outcome import Status
+from airflow_invites.core.runtime_store import RuntimeStore
+from airflow_invites.hooks import bungie as bungie_module
+from airflow_invites.hooks.bungie import BungieHook
+from airflow_invites.operators.bungie import BungieClanInviteOperator
+
+P = "bungie"
+
+
+@pytest.fixture(autouse=True)
+def fresh_store() -> None:
+    """Rotated tokens of earlier tests belong to a sandbox state that was reset."""
+    for conn_id in ("bungie_default", "bungie_other"):
+        RuntimeStore(conn_id).delete("refresh_token")
+
+
+@pytest.fixture
+def live(sandbox: Any) -> Any:
+    """The running sandbox's Bungie emulator (for test switches: expire tokens, revoke consent)."""
+    return sandbox.server.config.app.state.sandbox.platforms[P]
+
+
+def fast(hook: BungieHook) -> BungieHook:
+    hook.http._sleep = lambda seconds: None  # type: ignore[method-assign]
+    return hook
+
+
+def statuses(outcomes: list[Any]) -> list[Status]:
+    return [o.status for o in outcomes]
+
+
+def calls(sandbox: Any, suffix: str) -> list[dict[str, Any]]:
+    return [r for r in sandbox.requests(P) if r["path"].endswith(suffix)]
+
+
+def invite_posts(sandbox: Any) -> list[dict[str, Any]]:
+    return [r for r in sandbox.requests(P) if "/IndividualInvite/" in r["path"]]
+
+
+def token_calls(sandbox: Any) -> list[dict[str, Any]]:
+    return calls(sandbox, "/App/OAuth/token/")
+
+
+def current_connection() -> dict[str, Any]:
+    """The connection the hooks of this test read (``sandbox.env()`` would mint another token)."""
+    return dict(json.loads(os.environ["AIRFLOW_CONN_BUNGIE_DEFAULT"]))
+
+
+def use_connection(sandbox: Any, monkeypatch: pytest.MonkeyPatch, **changes: Any) -> None:
+    conn = current_connection()
+    extra = conn.pop("extra")
+    for key, value in changes.items():
+        if key in ("api_key", "refresh_token"):
+            extra[key] = value
+            if value is None:
+                del extra[key]
+        else:
+            conn[key] = value
+    monkeypatch.setenv("AIRFLOW_CONN_BUNGIE_DEFAULT", json.dumps({**conn, "extra": extra}))
+
+
+# -- the invite and the look-up ---------------------------------------------------------------------
+
+
+def test_invite_then_already_invited_then_already_member(sandbox):
+    env = sandbox.env()[P]
+    users = env["users"][:2]
+    first = invite_people(BungieHook(), env["group"], users, request=InviteRequest(message="Welcome!"))
+    assert statuses(first) == [Status.INVITED, Status.INVITED]
+    assert len(invite_posts(sandbox)) == 2
+
+    second = invite_people(BungieHook(), env["group"], users)
+    assert statuses(second) == [Status.ALREADY_INVITED, Status.ALREADY_INVITED]
+    assert len(invite_posts(sandbox)) == 2  # zero invite requests: Bungie would answer Success again
+
+    sandbox.accept(P, env["group"], users[0])
+    third = invite_people(BungieHook(), env["group"], users)
+    assert statuses(third) == [Status.ALREADY_MEMBER, Status.ALREADY_INVITED]
+    assert [(i["applied"], i["requests"]) for i in sandbox.invites(P)] == [(1, 1), (1, 1)]
+
+
+def test_member_answer_676_is_already_member(sandbox, live):
+    """Had the look-up missed it, ClanInviteAlreadyMember is success, not a failure."""
+    env = sandbox.env()[P]
+    member = next(k for k, (level, _) in live.clans[env["group"]].members.items() if level == 2)
+    hook = BungieHook()
+    result = hook.send_invites(env["group"], [member], InviteRequest())
+    assert result[member].status is Status.ALREADY_MEMBER
+    assert result[member].code == "ClanInviteAlreadyMember"
+    assert invite_people(BungieHook(), env["group"], [member])[0].status is Status.ALREADY_MEMBER
+
+
+def test_bulk_of_55_one_lookup_then_target_on_page_2_of_invited_list(sandbox):
+    env = sandbox.env()[P]
+    people = sandbox.people(P, 55)
+    outcomes = invite_people(fast(BungieHook()), env["group"], people)
+    assert statuses(outcomes) == [Status.INVITED] * 55
+    paths = [r["path"].split("/Platform/")[1] for r in sandbox.requests(P)]
+    group = env["group"]
+    assert paths[:3] == [
+        "App/OAuth/token/",
+        f"GroupV2/{group}/Members/",
+        f"GroupV2/{group}/Members/InvitedIndividuals/",
+    ]
+    assert len(paths) == 3 + 55  # one look-up for the batch, one invite per person
+    assert all(i["applied"] == 1 for i in sandbox.invites(P))
+
+    before = len(sandbox.requests(P))
+    target = people[52]  # 50 invitations a page: this one is on page 2
+    again = invite_people(BungieHook(), env["group"], [target])
+    assert statuses(again) == [Status.ALREADY_INVITED]
+    later = [r["path"] for r in sandbox.requests(P)[before:]]
+    assert sum(p.endswith("/InvitedIndividuals/") for p in later) == 2
+    assert not any("/IndividualInvite/" in p for p in later)
+
+
+def test_dry_run_sends_no_write(sandbox):
+    env = sandbox.env()[P]
+    outcomes = invite_people(BungieHook(), env["group"], env["users"], dry_run=True)
+    assert set(statuses(outcomes)) == {Status.WOULD_INVITE}
+    assert invite_posts(sandbox) == [] and sandbox.invites(P) == []
+
+
+def test_refusals_of_one_person_are_failed_outcomes(sandbox, live):
+    env = sandbox.env()[P]
+    unknown = "3:4611686018999999999"
+    users = [live.banned, env["users"][0], live.disallows_invites, unknown]
+    outcomes = invite_people(BungieHook(), env["group"], users)
+    assert statuses(outcomes) == [Status.FAILED, Status.INVITED, Status.FAILED, Status.FAILED]
+    assert [o.code for o in outcomes] == [
+        "GroupMemberBanned",
+        None,
+        "ClanTargetDisallowsInvites",
+        "DestinyAccountNotFound",
+    ]
+    assert "banned" in outcomes[0].detail
+
+
+def test_full_clan_is_permanent_for_everyone(sandbox, live):
+    env = sandbox.env()[P]
+    outcomes = invite_people(BungieHook(), live.full_group_id, env["users"][:3])
+    assert statuses(outcomes) == [Status.FAILED] * 3
+    assert {o.code for o in outcomes} == {"ClanMaximumMembershipReached"}
+    assert len(invite_posts(sandbox)) == 1  # a refusal of the clan: nobody else is tried
+    assert len(calls(sandbox, f"/{live.full_group_id}/Members/")) == 1  # 100 members on one page
+
+
+def test_admin_without_invite_right_is_permanent(sandbox, live, monkeypatch):
+    use_connection(sandbox, monkeypatch, refresh_token=live.mint_refresh_token(live.admin.bungie_id))
+    env = sandbox.env()[P]
+    outcomes = invite_people(BungieHook(), env["group"], env["users"][:2])
+    assert statuses(outcomes) == [Status.FAILED, Status.FAILED]
+    assert outcomes[0].code == "InsufficientPrivileges"
+    assert "invitePermissionOverride" in outcomes[0].detail
+    assert sandbox.invites(P)[0]["applied"] == 0
+
+
+# -- auth: refresh, rotation, revocation, API key -------------------------------------------------
+
+
+def test_access_token_expired_mid_batch_refreshes_once(sandbox, live):
+    env = sandbox.env()[P]
+    hook = BungieHook()
+    send = hook.send_invites
+    sent: list[str] = []
+
+    def send_then_expire(group, users, request):
+        result = send(group, users, request)
+        sent.extend(users)
+        if len(sent) == 1:
+            live.expire_access_tokens()  # an hour passes after the first invite
+        return result
+
+    hook.send_invites = send_then_expire  # type: ignore[method-assign]
+    outcomes = invite_people(hook, env["group"], env["users"][:4])
+    assert statuses(outcomes) == [Status.INVITED] * 4
+    assert len(token_calls(sandbox)) == 2 and hook.refreshes == 2
+    statuses_seen = [r["status"] for r in invite_posts(sandbox)]
+    assert statuses_seen == [200, 500, 200, 200, 200]  # 2111 AccessTokenHasExpired once, then the retry
+    assert all(i["applied"] == 1 for i in sandbox.invites(P))
+
+
+def test_token_expiring_soon_is_refreshed_before_the_call(sandbox, live):
+    live.access_token_lifetime = 1  # the hook refreshes half-way through such a short lifetime
+    env = sandbox.env()[P]
+    hook = BungieHook()
+    hook.auth_headers()
+    hook._access_expires = 0.0  # as if the lifetime had passed on our clock
+    outcomes = invite_people(hook, env["group"], env["users"][:1])
+    assert statuses(outcomes) == [Status.INVITED]
+    assert len(token_calls(sandbox)) == 2
+    assert all(r["status"] == 200 for r in sandbox.requests(P))  # no 2111 needed
+
+
+def test_rotated_refresh_token_survives_into_the_next_run(sandbox, live):
+    env = sandbox.env()[P]
+    first_token = current_connection()["extra"]["refresh_token"]
+    store = RuntimeStore("bungie_default")
+
+    first = invite_people(BungieHook(), env["group"], env["users"][:1])
+    assert statuses(first) == [Status.INVITED]
+    rotated = json.loads(store.get("refresh_token") or "{}")["refresh_token"]
+    assert rotated != first_token and live.refresh_tokens[first_token].spent
+
+    second = invite_people(BungieHook(), env["group"], env["users"][1:2])  # the next DAG run
+    assert statuses(second) == [Status.INVITED]
+    assert live.refresh_tokens[rotated].spent  # run 2 used the rotated token, not the spent one
+    newest = json.loads(store.get("refresh_token") or "{}")["refresh_token"]
+    assert newest not in (first_token, rotated)
+    assert [r["status"] for r in token_calls(sandbox)] == [200, 200]
+
+    store.delete("refresh_token")  # without the store the connection's token is spent: refused
+    third = invite_people(BungieHook(), env["group"], env["users"][2:3])
+    assert third[0].status is Status.FAILED and "Re-authorise this connection" in third[0].detail
+
+
+def test_new_connection_token_wins_over_the_stored_chain(sandbox, live, monkeypatch):
+    """After a human re-authorises and edits the connection, the new token is used."""
+    env = sandbox.env()[P]
+    invite_people(BungieHook(), env["group"], env["users"][:1])
+    fresh = live.mint_refresh_token()
+    use_connection(sandbox, monkeypatch, refresh_token=fresh)
+    assert statuses(invite_people(BungieHook(), env["group"], env["users"][1:2])) == [Status.INVITED]
+    assert live.refresh_tokens[fresh].spent
+
+
+def test_token_rotated_by_another_task_meanwhile_is_used(sandbox, live):
+    env = sandbox.env()[P]
+    other = BungieHook()
+    other.auth_headers()  # stores R1
+    mine = BungieHook()
+    stale = current_connection()["extra"]["refresh_token"]
+    real = mine._stored_refresh_token
+    reads: list[str | None] = []
+
+    def read_late() -> str | None:
+        """The first read happened before the other task stored its rotated token."""
+        reads.append(None if not reads else real())
+        return reads[-1]
+
+    mine._stored_refresh_token = read_late  # type: ignore[method-assign]
+    assert mine.extra("refresh_token") == stale
+    outcomes = invite_people(mine, env["group"], env["users"][:1])
+    assert statuses(outcomes) == [Status.INVITED]
+    assert [r["status"] for r in token_calls(sandbox)] == [200, 400, 200]
+
+
+@pytest.mark.parametrize("how", ["spent", "revoked", "garbage"])
+def test_revoked_refresh_token_is_a_clear_error_without_retries(sandbox, live, monkeypatch, how):
+    env = sandbox.env()[P]
+    if how == "spent":
+        token = current_connection()["extra"]["refresh_token"]
+        live.refresh_tokens[token].spent = True
+    elif how == "revoked":
+        live.revoke_consent()
+    else:
+        use_connection(sandbox, monkeypatch, refresh_token="CKWqAxnotatoken+/=")
+    outcomes = invite_people(fast(BungieHook()), env["group"], env["users"][:2])
+    assert statuses(outcomes) == [Status.FAILED, Status.FAILED]
+    assert "Re-authorise this connection" in outcomes[0].detail
+    expected = "AuthorizationRecordRevoked" if how == "revoked" else "ProvidedTokenNotValidRefreshToken"
+    assert outcomes[0].code == expected
+    assert len(token_calls(sandbox)) == 1  # no retries
+    assert len(sandbox.requests(P)) == 1
+    with pytest.raises(PlatformAuthError, match="Re-authorise this connection"):
+        BungieHook().auth_headers()
+
+
+def test_wrong_client_secret_is_a_clear_error(sandbox, monkeypatch):
+    use_connection(sandbox, monkeypatch, password="not-the-secret")
+    with pytest.raises(PlatformAuthError, match="client id/secret were refused"):
+        BungieHook().auth_headers()
+    assert len(sandbox.requests(P)) == 1
+
+
+def test_missing_api_key_fails_before_any_request(sandbox, monkeypatch):
+    use_connection(sandbox, monkeypatch, api_key=None)
+    env = sandbox.env()[P]
+    with pytest.raises(InviteInputError, match="api_key"):
+        invite_people(BungieHook(), env["group"], env["users"][:1])
+    ok, message = BungieHook().test_connection()
+    assert not ok and "api_key" in message
+    assert sandbox.requests(P) == []
+
+
+def test_wrong_api_key_is_an_auth_error(sandbox, monkeypatch):
+    use_connection(sandbox, monkeypatch, api_key="0123456789abcdef0123456789abcdef")
+    env = sandbox.env()[P]
+    outcomes = invite_people(fast(BungieHook()), env["group"], env["users"][:1])
+    assert outcomes[0].status is Status.FAILED and outcomes[0].code == "ApiInvalidOrExpiredKey"
+    assert "api_key" in outcomes[0].detail
+    assert len(calls(sandbox, "/Members/")) == 1  # refused once, not retried
+
+
+def test_test_connection_outside_a_task_keeps_the_refresh_token(sandbox):
+    ok, message = BungieHook().test_connection()
+    assert ok and "API key accepted" in message
+    assert token_calls(sandbox) == []  # a refresh here would rotate a token nobody could keep
+
+
+def test_test_connection_in_a_task_proves_key_and_token(sandbox, monkeypatch):
+    monkeypatch.setattr(bungie_module, "rotated_tokens_persist", lambda: True)
+    ok, message = BungieHook().test_connection()
+    assert ok and message.startswith("Connected to Bungie.net as Marc Anp#")
+    assert len(token_calls(sandbox)) == 1
+    assert RuntimeStore("bungie_default").get("refresh_token")
+
+
+# -- throttling and faults ------------------------------------------------------------------------
+
+
+def test_throttle_seconds_then_success(sandbox):
+    env = sandbox.env()[P]
+    hook = BungieHook()
+    hook.auth_headers()
+    sandbox.faults(P, rate=1.0, kinds=["throttle"], throttle_seconds=3)
+    waits: list[float] = []
+    hook.http._sleep = lambda s: (sandbox.clear_faults(), waits.append(s))  # type: ignore[method-assign]
+    outcomes = invite_people(hook, env["group"], env["users"][:1])
+    assert statuses(outcomes) == [Status.INVITED]
+    assert waits and 3.0 <= waits[0] <= 3.5  # Bungie's ThrottleSeconds, not our own backoff
+    assert sandbox.requests(P)[1]["status"] == 429
+
+
+@pytest.mark.parametrize("kind", ["server_error", "reset", "truncated"])
+def test_transient_fault_then_success(sandbox, kind):
+    env = sandbox.env()[P]
+    hook = BungieHook()
+    hook.auth_headers()  # a lost token reply would spend the refresh token: fault the API calls
+    sandbox.faults(P, rate=1.0, kinds=[kind])
+    hook.http._sleep = lambda s: sandbox.clear_faults()  # type: ignore[method-assign]
+    outcomes = invite_people(hook, env["group"], env["users"][:2])
+    assert statuses(outcomes) == [Status.INVITED, Status.INVITED]
+    assert [i["applied"] for i in sandbox.invites(P)] == [1, 1]
+
+
+def test_lost_invite_reply_is_looked_up_not_resent(sandbox):
+    env = sandbox.env()[P]
+    hook = BungieHook()
+    send = hook.send_invites
+
+    def send_and_lose_reply(group, users, request):
+        sandbox.faults(P, rate=1.0, kinds=["lost_response"])
+        try:
+            return send(group, users, request)
+        finally:
+            sandbox.clear_faults()
+
+    hook.send_invites = send_and_lose_reply  # type: ignore[method-assign]
+    result = invite_people(hook, env["group"], env["users"][:1])
+    assert statuses(result) == [Status.INVITED] and "lost reply" in result[0].detail
+    assert [(r["applied"], r["requests"]) for r in sandbox.invites(P)] == [(1, 1)]
+
+
+# -- input ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("group", "users", "field"),
+    [
+        ("abc", ["3:4611686018467284386"], "group"),
+        ("0", ["3:4611686018467284386"], "group"),
+        ("01234", ["3:4611686018467284386"], "group"),
+        ("9223372036854775808", ["3:4611686018467284386"], "group"),
+        (True, ["3:4611686018467284386"], "group"),
+        ("12 34", ["3:4611686018467284386"], "group"),
+        ("1234567", [], "users"),
+        ("1234567", ["4611686018467284386"], "users"),
+        ("1234567", ["254:4611686018467284386"], "users"),
+        ("1234567", ["0:4611686018467284386"], "users"),
+        ("1234567", ["-1:4611686018467284386"], "users"),
+        ("1234567", ["5:4611686018467284386"], "users"),
+        ("1234567", ["TigerStadia:4611686018467284386"], "users"),
+        ("1234567", ["BungieNext:4611686018467284386"], "users"),
+        ("1234567", ["3:abc"], "users"),
+        ("1234567", ["3:0"], "users"),
+        ("1234567", ["3:9223372036854775808"], "users"),
+        ("1234567", ["3:\uff11\uff12\uff13"], "users"),  # full-width digits
+        ("1234567", ["3:1 2"], "users"),
+        ("1234567", [3], "users"),
+        ("1234567", ["3:46116", "Steam:46116"], "users"),
+    ],
+)
+def test_bad_input_fails_before_any_request(sandbox, group, users, field):
+    with pytest.raises(InviteInputError) as caught:
+        invite_people(BungieHook(), group, users)
+    assert str(caught.value).startswith(f"{field}: expected")
+    assert sandbox.requests(P) == []
+
+
+def test_message_too_long_fails_before_any_request(sandbox):
+    with pytest.raises(InviteInputError, match=r"^message: expected"):
+        invite_people(BungieHook(), "1234567", ["3:1"], request=InviteRequest(message="x" * 501))
+    assert sandbox.requests(P) == []
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("3:4611686018467284386", "3:4611686018467284386"),
+        ("TigerSteam:4611686018467284386", "3:4611686018467284386"),
+        (" steam : 9223372036854775807 ", "3:9223372036854775807"),
+        ("tigerxbox:1", "1:1"),
+        ("PSN:42", "2:42"),
+        ("TigerEgs:7", "6:7"),
+    ],
+)
+def test_membership_type_by_name_or_number(given, canonical):
+    assert BungieHook().normalize_user(given) == canonical
+
+
+def test_stadia_refusal_says_why():
+    with pytest.raises(InviteInputError, match="TigerStadia ended"):
+        BungieHook().normalize_user("5:4611686018467284386")
+
+
+# -- secrets --------------------------------------------------------------------------------------
+
+
+def test_no_secret_in_logs_or_outcomes(sandbox, live, monkeypatch, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    env = sandbox.env()[P]
+    hook = BungieHook()
+    send = hook.send_invites
+
+    def send_then_expire(group, users, request):
+        live.expire_access_tokens()
+        return send(group, users, request)
+
+    hook.send_invites = send_then_expire  # type: ignore[method-assign]
+    sandbox.faults(P, rate=0.3, kinds=["throttle", "server_error"], seed=4, throttle_seconds=1)
+    hook.http._sleep = lambda s: None  # type: ignore[method-assign]
+    outcomes = invite_people(hook, env["group"], env["users"])
+    sandbox.clear_faults()
+    live.revoke_consent()
+    failed = invite_people(BungieHook(), env["group"], ["3:4611686018467284386"])
+    monkeypatch.setattr(bungie_module, "rotated_tokens_persist", lambda: True)
+    test_message = BungieHook().test_connection()[1]
+    text = json.dumps([o.to_dict() for o in outcomes + failed]) + test_message
+    text += caplog.text + "".join(capsys.readouterr())
+    conn = current_connection()
+    basic = base64.b64encode(f"{conn['login']}:{conn['password']}".encode()).decode()
+    secrets = [s for s in [*live.secrets(), basic] if s]
+    assert len(live.issued) >= 5
+    assert hook.refreshes >= 2
+    assert not [s for s in secrets if s in text]
+
+
+# -- operator and sandbox wire format ---------------------------------------------------------------
+
+
+class FakeTI:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def test_operator_with_only_the_common_arguments(sandbox):
+    env = sandbox.env()[P]
+    ti = FakeTI()
+    operator = BungieClanInviteOperator(
+        task_id="invite", group=env["group"], users=env["users"][:2], message="Welcome", dry_run=False
+    )
+    data = operator.execute({"ti": ti})
+    assert [d["status"] for d in data] == ["invited", "invited"]
+    assert ti.pushed["outcomes"] == data
+    assert operator.group_url == f"{sandbox.base_url}/bungie/en/ClanV2?groupid={env['group']}"
+    dry = BungieClanInviteOperator(task_id="dry", group=env["group"], users=env["users"][2], dry_run="true")
+    assert [d["status"] for d in dry.execute({"ti": FakeTI()})] == ["would_invite"]
+
+
+def test_sandbox_speaks_bungies_wire_format(sandbox, live):
+    root = f"{sandbox.base_url}/bungie/Platform"
+    conn = current_connection()
+    key = conn["extra"]["api_key"]
+    # DIM / aiobungie style: client credentials in the form body
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": conn["extra"]["refresh_token"],
+        "client_id": conn["login"],
+        "client_secret": conn["password"],
+    }
+    reply = requests.post(f"{root}/App/OAuth/token/", data=form, timeout=5)
+    assert reply.status_code == 200
+    grant = reply.json()
+    assert grant["token_type"] == "Bearer" and grant["expires_in"] == 3600
+    assert grant["refresh_expires_in"] == 7776000 and isinstance(grant["membership_id"], str)
+    again = requests.post(f"{root}/App/OAuth/token/", data=form, timeout=5)
+    assert again.status_code == 400 and again.json() == {
+        "error": "invalid_request",
+        "error_description": "ProvidedTokenNotValidRefreshToken",
+    }
+    as_json = requests.post(f"{root}/App/OAuth/token/", json=form, timeout=5)
+    assert as_json.json()["error_description"] == "Missing required parameter grant_type"
+
+    group = live.group_id
+    no_key = requests.get(f"{root}/GroupV2/{group}/Members/", timeout=5)
+    assert no_key.status_code == 500 and no_key.json()["ErrorStatus"] == "ApiKeyMissingFromRequest"
+    members = requests.get(f"{root}/GroupV2/{group}/Members/", headers={"X-API-Key": key}, timeout=5).json()
+    assert members["ErrorCode"] == 1 and members["Response"]["query"]["currentPage"] == 1
+    row = members["Response"]["results"][0]
+    assert isinstance(row["groupId"], str) and isinstance(row["destinyUserInfo"]["membershipId"], str)
+    assert row["joinDate"].endswith("Z")
+    headers = {"X-API-Key": key, "Authorization": f"Bearer {grant['access_token']}"}
+    invited = requests.get(
+        f"{root}/GroupV2/{group}/Members/InvitedIndividuals/?CurrentPage=0", headers=headers, timeout=5
+    )
+    assert invited.json()["ErrorStatus"] == "ParameterInvalidRange"
+    no_slash = requests.get(
+        f"{root}/GroupV2/{group}/Members", headers=headers, timeout=5, allow_redirects=False
+    )
+    assert no_slash.status_code == 301
+    # bungio style: JSON body, no currentpage; a repeated invite is Success again
+    target = live.newcomers[0].replace(":", "/")
+    url = f"{root}/GroupV2/{group}/Members/IndividualInvite/{target}/"
+    for _ in range(2):
+        answer = requests.post(url, json={"message": "hi"}, headers=headers, timeout=5).json()
+        assert answer["ErrorCode"] == 1 and answer["Response"] == {"resolution": 0}
+    assert [i["applied"] for i in sandbox.invites(P)] == [1]
+    cancel = requests.post(
+        url.replace("IndividualInvite", "IndividualInviteCancel"), headers=headers, timeout=5
+    )
+    assert cancel.json()["Response"] == {"resolution": 3}
+    anonymous = requests.post(url, json={"message": "hi"}, headers={"X-API-Key": key}, timeout=5)
+    assert anonymous.status_code == 500 and anonymous.json()["Message"] == "Please sign-in to continue."
+    # the authorisation-code grant that produces the first refresh token
+    consent = requests.get(
+        f"{sandbox.base_url}/bungie/en/OAuth/Authorize",
+        params={"client_id": conn["login"], "response_type": "code", "state": "xyz"},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert consent.status_code == 302 and "state=xyz" in consent.headers["location"]
+    code = consent.headers["location"].split("code=")[1].split("&")[0]
+    basic = (conn["login"], conn["password"])
+    exchange = {"grant_type": "authorization_code", "code": code}
+    first = requests.post(f"{root}/App/OAuth/token/", data=exchange, auth=basic, timeout=5)
+    assert first.status_code == 200 and first.json()["refresh_token"]
+    reused = requests.post(f"{root}/App/OAuth/token/", data=exchange, auth=basic, timeout=5)
+    assert reused.json()["error"] == "invalid_grant"
