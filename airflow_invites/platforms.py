@@ -66,15 +66,20 @@ PLATFORMS: dict[str, PlatformSpec] = {
             hook="airflow_invites.hooks.bungie.BungieHook",
             operator="airflow_invites.operators.bungie.BungieClanInviteOperator",
             user_description="Destiny membership as <membershipType>:<membershipId>, e.g. 3:4611686018467284386 "
-            "(type by number or name: TigerXbox=1, TigerPsn=2, TigerSteam=3, TigerStadia=5, TigerEgs=6).",
-            user_pattern=r"^\s*([A-Za-z]+|[0-9]{1,3})\s*:\s*[0-9]{1,19}\s*$",
+            "(type by number or name: TigerXbox=1, TigerPsn=2, TigerSteam=3, TigerEgs=6).",
+            user_pattern=r"^\s*([A-Za-z]+|[0-9]{1,3})\s*:\s*[1-9][0-9]{0,18}\s*$",
             group_description="Clan (group) id, digits only, e.g. 4107840.",
-            group_pattern=r"^[0-9]{1,19}$",
+            group_pattern=r"^[1-9][0-9]{0,18}$",
             conn_fields={
-                "api_key": _secret("API key", "X-API-Key of your Bungie.net application."),
+                "api_key": _secret(
+                    "API key",
+                    "X-API-Key of your Bungie.net application (https://www.bungie.net/en/Application).",
+                ),
                 "refresh_token": _secret(
                     "Refresh token",
-                    "First OAuth refresh token (AdminGroups scope). Rotated tokens are kept in a Variable.",
+                    "First OAuth refresh token of a clan founder (Confidential client, AdminGroups scope). "
+                    "Bungie rotates it on every refresh: the newest is kept in the Variable "
+                    "airflow_invites__<conn_id>__refresh_token. Put a new one here to re-authorise.",
                 ),
             },
             ui_field_behaviour={
