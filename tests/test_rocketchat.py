@@ -163,3 +163,17 @@ def test_group_the_bot_is_not_in_is_permanent(sandbox):
     outcomes = invite_people(RocketChatHook(), "secret-club", env["users"][:2])
     assert statuses(outcomes) == [Status.FAILED, Status.FAILED]
     assert outcomes[0].code == "error-room-not-found"
+
+
+def test_big_group_few_people_looks_up_each_person(sandbox):
+    env = sandbox.env()["rocketchat"]
+    crowd = sandbox.people("rocketchat", 600)
+    invite_people(RocketChatHook(), env["group"], crowd)  # the group now has > 600 members: 7 pages
+    before = len(sandbox.requests("rocketchat"))
+    outcomes = invite_people(RocketChatHook(), env["group"], [crowd[7], env["users"][0], "zzzzzzzzzzzzzzzzz"])
+    assert statuses(outcomes) == [Status.ALREADY_MEMBER, Status.INVITED, Status.FAILED]
+    assert outcomes[2].code == "user-not-found"
+    paths = [r["path"].rsplit("/", 1)[1] for r in sandbox.requests("rocketchat")[before:]]
+    assert paths.count("users.info") == 3
+    assert paths.count("groups.members") == 2  # filtered, one per known person: no full listing
+    assert paths.count("groups.invite") == 1

@@ -32,6 +32,7 @@ from airflow_invites.hooks.base import InvitesHook
 ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 METEOR_ID_RE = re.compile(r"^([23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz]{17}|[0-9a-f]{24})$")
 MEMBERS_PAGE = 100  # API_Upper_Count_Limit
+PER_PERSON_COST = 2  # users.info + groups.members?filter=<username>
 #: errorType -> why the whole call is refused (the group, not one person)
 GROUP_ERRORS = {
     "error-room-not-found": "group not found, not a private group, or the bot is not in it",
@@ -179,9 +180,17 @@ class RocketChatHook(InvitesHook):
         return {"roomId": group} if METEOR_ID_RE.fullmatch(group) else {"roomName": group}
 
     def lookup(self, group: str, users: Sequence[str]) -> Mapping[str, UserState]:
+        """Members among ``users``: the whole member list, or per person when that is cheaper."""
         info = self.call("GET", "api/v1/groups.info", params=self._room(group), check=self._check)
         self._room_ids[group] = str(info["group"]["_id"])
-        self._users_count[group] = int(info["group"].get("usersCount", 0))
+        users_count = int(info["group"].get("usersCount", 0))
+        self._users_count[group] = users_count
+        listing_cost = -(-users_count // MEMBERS_PAGE)
+        if PER_PERSON_COST * len(users) < listing_cost:
+            return self._lookup_each(group, users)
+        return self._lookup_listing(group, users)
+
+    def _lookup_listing(self, group: str, users: Sequence[str]) -> dict[str, UserState]:
         wanted = set(users)
         found: dict[str, UserState] = {}
         offset = 0
@@ -199,6 +208,32 @@ class RocketChatHook(InvitesHook):
             offset += len(members)
             if not members or offset >= int(page.get("total", 0)) or len(found) == len(wanted):
                 return found
+
+    def _lookup_each(self, group: str, users: Sequence[str]) -> dict[str, UserState]:
+        """``users.info`` for the username, then ``groups.members`` filtered by it (2 calls a person)."""
+        found: dict[str, UserState] = {}
+        for user in users:
+            username = self.call("GET", "api/v1/users.info", params={"userId": user}, check=self._check_user)
+            if username is None:
+                found[user] = UserState(Presence.BLOCKED, "no such user", "user-not-found")
+                continue
+            page = self.call(
+                "GET",
+                "api/v1/groups.members",
+                params={**self._room(group), "filter": username, "count": MEMBERS_PAGE},
+                check=self._check,
+            )
+            if any(member.get("_id") == user for member in page.get("members", [])):
+                found[user] = UserState(Presence.MEMBER)
+        return found
+
+    def _check_user(self, response: requests.Response) -> str | None:
+        """The username, or None for "User not found." (400 without errorType)."""
+        if response.status_code == 400:
+            body = json_body(response, self.platform)
+            if isinstance(body, dict) and body.get("error") == "User not found.":
+                return None
+        return str(self._check(response)["user"]["username"])
 
     def send_invites(
         self, group: str, users: Sequence[str], request: InviteRequest
@@ -218,8 +253,13 @@ class RocketChatHook(InvitesHook):
         if before is not None and after - before == len(users):
             return {u: InviteResult(Status.INVITED) for u in users}
         # someone was dropped silently (unknown or deactivated id), or others changed the group
-        members = self.lookup(group, users)
-        return {u: InviteResult(Status.INVITED) if u in members else _unknown_user() for u in users}
+        now = self.lookup(group, users)
+        return {
+            u: InviteResult(Status.INVITED)
+            if u in now and now[u].presence is Presence.MEMBER
+            else _unknown_user()
+            for u in users
+        }
 
     def _check_invite(self, response: requests.Response) -> dict[str, Any]:
         if response.status_code == 400:

@@ -398,6 +398,11 @@ class RocketChatSandbox(SandboxPlatform):
             assert room is not None
             offset, count = _paging(request)
             members = [self.users[u] for u in self.subs[room["_id"]] if self.users[u]["active"]]
+            needle = request.query_params.get("filter", "").lower()
+            if needle:  # the server matches username or name, case-insensitively, anywhere
+                members = [
+                    u for u in members if needle in u["username"].lower() or needle in u["name"].lower()
+                ]
             members.sort(key=lambda u: (u["statusConnection"] != "online", u["username"]))
             page = members[offset:] if count == 0 else members[offset : offset + count]
             shown = [{k: u[k] for k in ("_id", "username", "name", "status", "_updatedAt")} for u in page]
