@@ -169,6 +169,17 @@ PLATFORMS: dict[str, PlatformSpec] = {
                 "refresh_token": _secret(
                     "Refresh token", "First OAuth refresh token; rotated ones go to a Variable."
                 ),
+                "oauth_server": _text(
+                    "OAuth server",
+                    "Where tokens are refreshed: https://oauth.bitrix.info (.com portals) or "
+                    "https://oauth.bitrix24.tech (.ru portals).",
+                    default="https://oauth.bitrix.info",
+                ),
+                "allow_http": {
+                    "label": "Allow plain HTTP",
+                    "description": "Only for a test server (the sandbox in a container). Loopback needs no flag.",
+                    "schema": {"type": "boolean", "default": False},
+                },
             },
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port", "login", "password"],

@@ -1,0 +1,571 @@
+"""Bitrix24 hook, operator and sandbox over real HTTP against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_invites.core.errors import InviteInputError, PlatformAuthError
+from airflow_invites.core.invite import invite_people
+from airflow_invites.core.outcome import Status
+from airflow_invites.core.runtime_store import RuntimeStore
+from airflow_invites.hooks.bitrix24 import Bitrix24Hook
+
+PLATFORM = "bitrix24"
+
+
+@pytest.fixture(autouse=True)
+def clean_store():
+    """The RuntimeStore outlives a test in this process: start every test without rotated tokens."""
+    for conn_id in ("bitrix24_default", "b24_oauth"):
+        RuntimeStore(conn_id).delete("refresh_token")
+        RuntimeStore(conn_id).delete("access_token")
+    yield
+
+
+def portal(sandbox) -> Any:
+    """The sandbox's Bitrix24 state, in this process (to set up what the admin API cannot)."""
+    return sandbox.server.config.app.state.sandbox.platforms[PLATFORM]
+
+
+def base(sandbox) -> str:
+    return f"{sandbox.base_url}/bitrix24"
+
+
+def statuses(outcomes):
+    return [o.status for o in outcomes]
+
+
+def methods(sandbox, since: int = 0) -> list[str]:
+    return [r["path"].rstrip("/").rsplit("/", 1)[1] for r in sandbox.requests(PLATFORM)[since:]]
+
+
+def fast(hook: Bitrix24Hook, waits: list[float] | None = None, between=None) -> Bitrix24Hook:
+    """No real sleeping in retries; record the waits; run ``between`` at each wait."""
+
+    def sleep(seconds: float) -> None:
+        if waits is not None:
+            waits.append(seconds)
+        if between is not None:
+            between()
+
+    hook.http._sleep = sleep  # type: ignore[method-assign]
+    return hook
+
+
+def use_connection(monkeypatch, conn_id: str, conn: dict[str, Any]) -> None:
+    conn = {**conn, "extra": {**conn.get("extra", {}), "timeout": 2}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+
+
+def oauth_hook(sandbox, monkeypatch) -> Bitrix24Hook:
+    use_connection(monkeypatch, "b24_oauth", portal(sandbox).oauth_connection(base(sandbox)))
+    return Bitrix24Hook(conn_id="b24_oauth")
+
+
+def webhook_conn(sandbox, user_id: int, code: str) -> dict[str, Any]:
+    return {
+        "conn_type": "bitrix24",
+        "host": base(sandbox),
+        "extra": {"auth_type": "webhook", "webhook_user_id": str(user_id), "webhook_code": code},
+    }
+
+
+# -- auth ------------------------------------------------------------------------------------------
+
+
+def test_webhook_invite_then_already_invited_then_member(sandbox):
+    env = sandbox.env()[PLATFORM]
+    users = env["users"][:2]
+    first = invite_people(Bitrix24Hook(), env["group"], users, dry_run=False)
+    assert statuses(first) == [Status.INVITED, Status.INVITED]
+    second = invite_people(Bitrix24Hook(), env["group"], users)
+    assert statuses(second) == [Status.ALREADY_INVITED, Status.ALREADY_INVITED]
+    sandbox.accept(PLATFORM, env["group"], users[0])
+    third = invite_people(Bitrix24Hook(), env["group"], users)
+    assert statuses(third) == [Status.ALREADY_MEMBER, Status.ALREADY_INVITED]
+    assert [(i["user"], i["applied"], i["requests"]) for i in sandbox.invites(PLATFORM)] == [
+        (u, 1, 1) for u in users
+    ]
+    assert methods(sandbox).count("sonet_group.user.invite.json") == 1
+
+
+def test_webhook_test_connection(sandbox, monkeypatch):
+    ok, message = Bitrix24Hook().test_connection()
+    assert ok, message
+    assert "Marina Orlova" in message
+    p = portal(sandbox)
+    use_connection(monkeypatch, "b24_narrow", webhook_conn(sandbox, p.admin, p.narrow_code))
+    ok, message = Bitrix24Hook(conn_id="b24_narrow").test_connection()
+    assert not ok and "sonet_group" in message and p.narrow_code not in message
+
+
+def test_webhook_url_pasted_as_host(sandbox, monkeypatch):
+    p = portal(sandbox)
+    conn = {"conn_type": "bitrix24", "host": f"{base(sandbox)}/rest/{p.admin}/{p.admin_code}/"}
+    use_connection(monkeypatch, "b24_url", conn)
+    hook = Bitrix24Hook(conn_id="b24_url")
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert p.admin_code in hook.scrubber
+
+
+def test_oauth_refreshes_once_and_keeps_the_rotated_token(sandbox, monkeypatch):
+    env = sandbox.env()[PLATFORM]
+    first_refresh = portal(sandbox).first_refresh_token
+    hook = oauth_hook(sandbox, monkeypatch)
+    outcomes = invite_people(hook, env["group"], env["users"][:3])
+    assert statuses(outcomes) == [Status.INVITED] * 3
+    assert methods(sandbox) == ["token", "batch.json", "sonet_group.user.invite.json"]
+    rotated = RuntimeStore("b24_oauth").get("refresh_token")
+    assert rotated and rotated != first_refresh
+    # the next task reuses the stored access token: no refresh at all
+    again = oauth_hook(sandbox, monkeypatch)
+    assert statuses(invite_people(again, env["group"], env["users"][:3])) == [Status.ALREADY_INVITED] * 3
+    assert methods(sandbox).count("token") == 1
+    # the connection's first refresh token is spent; the rotated one works
+    spent = requests.get(f"{base(sandbox)}/oauth/token/", params=_grant(sandbox, first_refresh), timeout=5)
+    assert spent.status_code == 400 and spent.json()["error"] == "invalid_grant"
+
+
+def _grant(sandbox, refresh_token: str) -> dict[str, str]:
+    p = portal(sandbox)
+    return {
+        "grant_type": "refresh_token",
+        "client_id": p.client_id,
+        "client_secret": p.client_secret,
+        "refresh_token": refresh_token,
+    }
+
+
+def test_expired_access_token_is_refreshed_once_and_rotated(sandbox, monkeypatch):
+    env = sandbox.env()[PLATFORM]
+    hook = oauth_hook(sandbox, monkeypatch)
+    assert hook.test_connection()[0]
+    stored_before = RuntimeStore("b24_oauth").get("refresh_token")
+    portal(sandbox).expire_access_tokens()
+    outcomes = invite_people(hook, env["group"], env["users"][:1])
+    assert statuses(outcomes) == [Status.INVITED]
+    statuses_seen = [
+        (r["path"].rstrip("/").rsplit("/", 1)[1], r["status"]) for r in sandbox.requests(PLATFORM)
+    ]
+    assert statuses_seen[2:] == [
+        ("batch.json", 401),  # expired_token
+        ("token", 200),  # one refresh
+        ("batch.json", 200),
+        ("sonet_group.user.invite.json", 200),
+    ]
+    assert RuntimeStore("b24_oauth").get("refresh_token") not in (None, stored_before)
+
+
+def test_concurrent_rotation_by_another_task_is_survived(sandbox, monkeypatch):
+    """Another task spends our refresh token between our read and our refresh."""
+    env = sandbox.env()[PLATFORM]
+    hook = oauth_hook(sandbox, monkeypatch)
+    refresh = hook._refresh
+    raced = []
+
+    def other_task_refreshes_first(token: str) -> bool:
+        if not raced:
+            raced.append(True)
+            other = oauth_hook(sandbox, monkeypatch)
+            assert other._refresh(token)  # the other task wins and stores the new pair
+        return refresh(token)
+
+    hook._refresh = other_task_refreshes_first  # type: ignore[method-assign]
+    outcomes = invite_people(hook, env["group"], env["users"][:1])
+    assert statuses(outcomes) == [Status.INVITED]
+    token_calls = [r["status"] for r in sandbox.requests(PLATFORM) if r["path"].endswith("token/")]
+    assert token_calls == [200, 400]  # theirs, then ours spent: we use the access token they stored
+
+
+def test_oauth_refused_refresh_token_is_a_clear_auth_error(sandbox, monkeypatch):
+    conn = portal(sandbox).oauth_connection(base(sandbox))
+    conn["extra"]["refresh_token"] = "x" * 64
+    use_connection(monkeypatch, "b24_oauth", conn)
+    env = sandbox.env()[PLATFORM]
+    outcomes = invite_people(Bitrix24Hook(conn_id="b24_oauth"), env["group"], env["users"][:2])
+    assert statuses(outcomes) == [Status.FAILED, Status.FAILED]
+    assert outcomes[0].code == "invalid_grant" and "Re-authorise" in outcomes[0].detail
+
+
+def test_wrong_webhook_code_is_invalid_credentials(sandbox, monkeypatch):
+    p = portal(sandbox)
+    use_connection(monkeypatch, "b24_bad", webhook_conn(sandbox, p.admin, "wrongcode12345678"))
+    env = sandbox.env()[PLATFORM]
+    outcomes = invite_people(Bitrix24Hook(conn_id="b24_bad"), env["group"], env["users"][:1])
+    assert outcomes[0].status is Status.FAILED and outcomes[0].code == "INVALID_CREDENTIALS"
+    with pytest.raises(PlatformAuthError):
+        Bitrix24Hook(conn_id="b24_bad").check_connection()
+    assert len(sandbox.requests(PLATFORM)) == 2  # no retries of a refused credential
+
+
+# -- the invite algorithm on Bitrix24 --------------------------------------------------------------
+
+
+def test_100_people_in_three_requests(sandbox):
+    env = sandbox.env()[PLATFORM]
+    people = sandbox.people(PLATFORM, 100)
+    hook = Bitrix24Hook()
+    outcomes = invite_people(hook, env["group"], people, request=None)
+    assert statuses(outcomes) == [Status.INVITED] * 100
+    assert methods(sandbox) == ["batch.json", "sonet_group.user.invite.json", "sonet_group.user.invite.json"]
+    assert len({i["user"] for i in sandbox.invites(PLATFORM) if i["applied"] == 1}) == 100
+
+
+def test_mix_of_members_invited_new_fired_unknown_self(sandbox):
+    env = sandbox.env()[PLATFORM]
+    p = portal(sandbox)
+    invite_people(Bitrix24Hook(), env["group"], env["users"][:1])
+    moderator, member, fired_member = "2", "3", "4"
+    people = [moderator, member, env["users"][0], env["users"][1], fired_member, str(p.fired_user), "99999"]
+    before = len(sandbox.requests(PLATFORM))
+    outcomes = invite_people(Bitrix24Hook(), env["group"], people)
+    assert statuses(outcomes) == [
+        Status.ALREADY_MEMBER,
+        Status.ALREADY_MEMBER,
+        Status.ALREADY_INVITED,
+        Status.INVITED,
+        Status.FAILED,
+        Status.FAILED,
+        Status.FAILED,
+    ]
+    assert [o.code for o in outcomes[4:]] == ["user-inactive", "user-inactive", "user-not-found"]
+    assert "moderator" in outcomes[0].detail
+    assert methods(sandbox, before) == ["batch.json", "sonet_group.user.invite.json"]
+    # the connection's own user, outside a group it can see (the admin is the owner here, so use a new group)
+    own = invite_people(Bitrix24Hook(), env["group"], [str(p.admin)])
+    assert statuses(own) == [Status.ALREADY_MEMBER]
+
+
+def test_invite_the_portal_silently_refused_is_reported_failed(sandbox):
+    env = sandbox.env()[PLATFORM]
+    private = str(portal(sandbox).private_user)
+    outcomes = invite_people(Bitrix24Hook(), env["group"], [env["users"][0], private])
+    assert statuses(outcomes) == [Status.INVITED, Status.FAILED]
+    assert outcomes[1].code == "not-invited" and "privacy" in outcomes[1].detail
+    assert methods(sandbox) == ["batch.json", "sonet_group.user.invite.json", "batch.json"]
+
+
+def test_member_without_invite_right_gets_every_person_failed_with_the_reason(sandbox, monkeypatch):
+    p = portal(sandbox)
+    use_connection(monkeypatch, "b24_member", webhook_conn(sandbox, p.member_user, p.member_code))
+    env = sandbox.env()[PLATFORM]
+    outcomes = invite_people(Bitrix24Hook(conn_id="b24_member"), env["group"], env["users"][:2])
+    assert statuses(outcomes) == [Status.FAILED, Status.FAILED]
+    assert "owner and moderators" in outcomes[0].detail
+    assert all(i["applied"] == 0 for i in sandbox.invites(PLATFORM))
+
+
+def test_dry_run_sends_no_write(sandbox):
+    env = sandbox.env()[PLATFORM]
+    outcomes = invite_people(Bitrix24Hook(), env["group"], env["users"], dry_run=True)
+    assert set(statuses(outcomes)) == {Status.WOULD_INVITE}
+    assert methods(sandbox) == ["batch.json"]
+
+
+def test_message_is_sent(sandbox):
+    env = sandbox.env()[PLATFORM]
+    from airflow_invites.core.adapter import InviteRequest
+
+    outcomes = invite_people(
+        Bitrix24Hook(), env["group"], env["users"][:1], request=InviteRequest("Welcome!")
+    )
+    assert statuses(outcomes) == [Status.INVITED]
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def test_query_limit_exceeded_then_success(sandbox):
+    env = sandbox.env()[PLATFORM]
+    sandbox.faults(PLATFORM, rate=1.0, kinds=["throttle"])
+    waits: list[float] = []
+    hook = fast(Bitrix24Hook(), waits, between=sandbox.clear_faults)
+    outcomes = invite_people(hook, env["group"], env["users"][:2])
+    assert statuses(outcomes) == [Status.INVITED, Status.INVITED]
+    assert [r["status"] for r in sandbox.requests(PLATFORM)][:2] == [503, 200]
+    assert len(waits) == 1 and waits[0] < 1.0  # our own backoff: Bitrix24 gives no hint
+
+
+def test_real_leaky_bucket_answers_503_and_the_hook_paces_itself(sandbox):
+    p = portal(sandbox)
+    url = f"{base(sandbox)}/rest/{p.admin}/{p.admin_code}/user.current"
+    codes = [requests.post(url, timeout=5).status_code for _ in range(60)]
+    assert codes[:50] == [200] * 50 and 503 in codes[50:]
+    over = requests.post(url, timeout=5)
+    assert over.status_code == 503
+    assert over.json() == {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
+    assert Bitrix24Hook.client_rate == (2.0, 50)
+
+
+def test_operation_time_limit_waits_for_the_reset(sandbox):
+    env = sandbox.env()[PLATFORM]
+    p = portal(sandbox)
+    p.processing_override["sonet_group.user.invite"] = 500.0  # one call uses the 480 s budget up
+    hook = Bitrix24Hook()
+    assert statuses(invite_people(hook, env["group"], env["users"][:1])) == [Status.INVITED]
+    waits: list[float] = []
+    fast(hook, waits, between=lambda: p.operating.clear())
+    assert statuses(invite_people(hook, env["group"], env["users"][1:2])) == [Status.INVITED]
+    assert [r["status"] for r in sandbox.requests(PLATFORM)][-2:] == [429, 200]
+    assert len(waits) == 1 and 590 <= waits[0] <= 660  # operating_reset_at of the last success, 10 min
+
+
+def test_operation_time_limit_inside_the_lookup_batch_is_retried(sandbox):
+    env = sandbox.env()[PLATFORM]
+    p = portal(sandbox)
+    p.processing_override["user.get"] = 500.0
+    hook = Bitrix24Hook()
+    invite_people(hook, env["group"], env["users"][:1], dry_run=True)
+    waits: list[float] = []
+    fast(hook, waits, between=lambda: p.operating.clear())
+    outcomes = invite_people(hook, env["group"], env["users"][:1])
+    assert statuses(outcomes) == [Status.INVITED]
+    assert methods(sandbox) == ["batch.json", "batch.json", "batch.json", "sonet_group.user.invite.json"]
+    assert len(waits) == 1 and waits[0] >= 590
+
+
+@pytest.mark.parametrize("kind", ["server_error", "reset", "truncated"])
+def test_transient_fault_then_success(sandbox, kind):
+    env = sandbox.env()[PLATFORM]
+    sandbox.faults(PLATFORM, rate=1.0, kinds=[kind])
+    hook = fast(Bitrix24Hook(), between=sandbox.clear_faults)
+    outcomes = invite_people(hook, env["group"], env["users"][:2])
+    assert statuses(outcomes) == [Status.INVITED, Status.INVITED]
+    assert [i["applied"] for i in sandbox.invites(PLATFORM)] == [1, 1]
+
+
+def test_lost_reply_to_an_invite_is_confirmed_by_a_lookup(sandbox):
+    env = sandbox.env()[PLATFORM]
+    hook = Bitrix24Hook()
+    send = hook.send_invites
+
+    def send_and_lose_reply(group, users, request):
+        sandbox.faults(PLATFORM, rate=1.0, kinds=["lost_response"])
+        try:
+            return send(group, users, request)
+        finally:
+            sandbox.clear_faults()
+
+    hook.send_invites = send_and_lose_reply  # type: ignore[method-assign]
+    outcomes = invite_people(hook, env["group"], env["users"][:2])
+    assert statuses(outcomes) == [Status.INVITED, Status.INVITED]
+    assert "lost reply" in outcomes[0].detail
+    assert [(r["applied"], r["requests"]) for r in sandbox.invites(PLATFORM)] == [(1, 1), (1, 1)]
+
+
+def test_hidden_group_is_access_denied_for_everyone(sandbox):
+    env = sandbox.env()[PLATFORM]
+    hidden = str(portal(sandbox).hidden_group_id)
+    outcomes = invite_people(Bitrix24Hook(), hidden, env["users"][:2])
+    assert statuses(outcomes) == [Status.FAILED, Status.FAILED]
+    assert outcomes[0].code == "Socialnetwork group not found"
+    assert methods(sandbox) == [
+        "batch.json",
+        "sonet_group.user.invite.json",
+    ]  # one refusal, not one per person
+
+
+def test_unknown_group_fails_in_the_lookup(sandbox):
+    env = sandbox.env()[PLATFORM]
+    outcomes = invite_people(Bitrix24Hook(), "404", env["users"][:1])
+    assert outcomes[0].status is Status.FAILED
+    assert methods(sandbox) == ["batch.json"]
+
+
+def test_access_denied_and_missing_scope_are_permanent(sandbox, monkeypatch):
+    env = sandbox.env()[PLATFORM]
+    p = portal(sandbox)
+    use_connection(monkeypatch, "b24_narrow", webhook_conn(sandbox, p.admin, p.narrow_code))
+    outcomes = invite_people(Bitrix24Hook(conn_id="b24_narrow"), env["group"], env["users"][:1])
+    assert outcomes[0].status is Status.FAILED and outcomes[0].code == "insufficient_scope"
+    p.rest_available = False
+    outcomes = invite_people(Bitrix24Hook(), env["group"], env["users"][:1])
+    assert outcomes[0].status is Status.FAILED and outcomes[0].code == "ACCESS_DENIED"
+    assert len(sandbox.requests(PLATFORM)) == 2
+
+
+@pytest.mark.parametrize(
+    ("group", "users", "field"),
+    [
+        ("12abc", ["3"], "group"),
+        ("0", ["3"], "group"),
+        ("-5", ["3"], "group"),
+        (5.0, ["3"], "group"),
+        (True, ["3"], "group"),
+        ("5", ["12abc"], "users"),
+        ("5", ["1.9"], "users"),
+        ("5", [0], "users"),
+        ("5", [-3], "users"),
+        ("5", [True], "users"),
+        ("5", [""], "users"),
+        ("5", ["007"], "users"),
+        ("5", [], "users"),
+        ("5", ["3", 3], "users"),
+    ],
+)
+def test_bad_input_fails_before_any_request(sandbox, group, users, field):
+    with pytest.raises(InviteInputError) as caught:
+        invite_people(Bitrix24Hook(), group, users)
+    assert str(caught.value).startswith(f"{field}: expected")
+    assert sandbox.requests(PLATFORM) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "extra", "field"),
+    [
+        ("http://portal.example.com", {}, "host"),
+        ("", {}, "host"),
+        (None, {"webhook_code": "has space"}, "extra webhook_code"),
+        (None, {"webhook_user_id": "1x"}, "extra webhook_user_id"),
+        (None, {"auth_type": "password"}, "extra auth_type"),
+        (None, {"auth_type": "oauth"}, "extra client_id, client_secret, refresh_token"),
+    ],
+)
+def test_bad_connection_fails_before_any_request(sandbox, monkeypatch, host, extra, field):
+    p = portal(sandbox)
+    conn = webhook_conn(sandbox, p.admin, p.admin_code)
+    if host is not None:
+        conn["host"] = host
+    conn["extra"].update(extra)
+    use_connection(monkeypatch, "b24_broken", conn)
+    env = sandbox.env()[PLATFORM]
+    with pytest.raises(InviteInputError) as caught:
+        invite_people(Bitrix24Hook(conn_id="b24_broken"), env["group"], env["users"][:1])
+    assert str(caught.value).startswith(f"connection b24_broken: {field}")
+    assert p.admin_code not in str(caught.value)
+    assert sandbox.requests(PLATFORM) == []
+
+
+# -- no secret anywhere ----------------------------------------------------------------------------
+
+
+def test_failing_runs_leak_no_code_or_token(sandbox, monkeypatch, caplog, capsys):
+    """Every log line (DEBUG, urllib3 included) and exception of failing runs: no secret in them."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_invites.operators.bitrix24 import Bitrix24GroupInviteOperator
+
+    caplog.set_level(logging.DEBUG)
+    env = sandbox.env()[PLATFORM]
+    texts: list[str] = []
+
+    def run(make) -> None:
+        try:
+            texts.append(repr(make()))
+        except Exception as exc:
+            texts.append("".join(traceback.format_exception(exc)))
+
+    # webhook: timeouts and dropped connections on every call until the task gives up
+    sandbox.faults(PLATFORM, rate=1.0, kinds=["reset", "server_error", "throttle"])
+    run(lambda: invite_people(fast(Bitrix24Hook()), env["group"], env["users"][:2]))
+    sandbox.clear_faults()
+    # the operator, with a group the webhook cannot see (fails the task); XCom captured
+    pushed: dict[str, Any] = {}
+
+    class TI:
+        def xcom_push(self, key: str, value: Any) -> None:
+            pushed[key] = value
+
+    operator = Bitrix24GroupInviteOperator(task_id="invite", group="7", users=env["users"][:2])
+    with pytest.raises(AirflowFailException) as failed:
+        operator.execute({"ti": TI()})
+    texts.append("".join(traceback.format_exception(failed.value)))
+    texts.append(json.dumps(pushed))
+    # OAuth: expired tokens, then a refused refresh, then a wrong client secret
+    hook = oauth_hook(sandbox, monkeypatch)
+    run(lambda: invite_people(hook, env["group"], env["users"][:1]))
+    portal(sandbox).expire_access_tokens()
+    portal(sandbox).refresh_tokens.clear()
+    run(lambda: invite_people(hook, env["group"], env["users"][1:2]))
+    conn = portal(sandbox).oauth_connection(base(sandbox))
+    conn["extra"]["client_secret"] = "not-the-secret-but-still-secret"
+    use_connection(monkeypatch, "b24_oauth", conn)
+    RuntimeStore("b24_oauth").delete("access_token")
+    run(lambda: Bitrix24Hook(conn_id="b24_oauth").test_connection())
+    run(lambda: Bitrix24Hook(conn_id="b24_oauth").check_connection())
+
+    captured = capsys.readouterr()
+    everything = "\n".join([*texts, caplog.text, captured.out, captured.err])
+    assert "/rest/1/***/batch.json" in caplog.text  # the HTTP layer's and urllib3's lines were captured
+    secrets = [*sandbox.secrets(), "not-the-secret-but-still-secret"]
+    leaked = [s for s in secrets if s in everything]
+    assert leaked == []
+    assert pushed["outcomes"][0]["status"] == "failed"
+
+
+# -- the sandbox behaves as the portal -------------------------------------------------------------
+
+
+def test_sandbox_parses_form_bodies_as_php_does(sandbox):
+    p = portal(sandbox)
+    people = sandbox.people(PLATFORM, 4)
+    url = f"{base(sandbox)}/rest/{p.admin}/{p.admin_code}/sonet_group.user.invite.json"
+    # requests' list encoding repeats the plain key: PHP keeps only the last value
+    plain = requests.post(url, data={"GROUP_ID": "5", "USER_ID": people[:2]}, timeout=5)
+    assert plain.json()["result"] == [people[1]]
+    brackets = requests.post(
+        url, data="GROUP_ID=5&USER_ID%5B%5D=" + people[2] + "&USER_ID[]=12abc", timeout=5
+    )
+    assert brackets.json()["result"] == [people[2], "12abc"]  # (int)"12abc" = 12 was invited, echoed raw
+    as_json = requests.post(url, json={"GROUP_ID": 5, "USER_ID": [int(people[3])]}, timeout=5)
+    assert as_json.json()["result"] == [int(people[3])]
+    assert set(as_json.json()["time"]) >= {
+        "start",
+        "finish",
+        "duration",
+        "processing",
+        "date_start",
+        "date_finish",
+    }
+    assert as_json.headers["content-type"] == "application/json; charset=utf-8"
+    wrong = requests.post(url, json={"GROUP_ID": "abc", "USER_ID": 3}, timeout=5)
+    assert (wrong.status_code, wrong.json()) == (400, {"error": "", "error_description": "Wrong group ID"})
+
+
+def test_sandbox_routes_auth_and_batch(sandbox):
+    p = portal(sandbox)
+    root = f"{base(sandbox)}/rest"
+    unknown = requests.get(f"{root}/1/badcode/no.such.method", timeout=5)
+    assert (unknown.status_code, unknown.json()["error"]) == (404, "ERROR_METHOD_NOT_FOUND")
+    bad = requests.get(f"{root}/{p.admin}/badcode/user.current", timeout=5)
+    assert (bad.status_code, bad.json()["error"]) == (401, "INVALID_CREDENTIALS")
+    assert requests.get(f"{root}/user.current", timeout=5).json()["error"] == "NO_AUTH_FOUND"
+    ok = requests.get(f"{root}/{p.admin}/{p.admin_code}/USER.Current/?bx24_request_id=1", timeout=5)
+    assert ok.status_code == 200 and ok.json()["result"]["ID"] == str(p.admin)
+    batch = requests.post(
+        f"{root}/{p.admin}/{p.admin_code}/batch",
+        json={
+            "halt": 0,
+            "cmd": {
+                "m": "sonet_group.user.get?ID=5",
+                "bad": "sonet_group.user.get?ID=0",
+                "g": "sonet_group.get?FILTER[ID]=5",
+            },
+        },
+        timeout=5,
+    ).json()["result"]
+    assert [r["ROLE"] for r in batch["result"]["m"]] == ["A", "E", "K", "K"]  # the fired member is hidden
+    assert batch["result_error"] == {
+        "bad": {"error": "", "error_description": "Wrong socialnetwork group ID"}
+    }
+    assert batch["result_total"] == {"g": 1} and batch["result_next"] == []
+    assert set(batch["result_time"]) == {"m", "g"}
+    halted = requests.post(
+        f"{root}/{p.admin}/{p.admin_code}/batch",
+        data="halt=1&cmd[0]=sonet_group.user.get%3FID%3D0&cmd[1]=user.current",
+        timeout=5,
+    ).json()["result"]
+    assert halted["result"] == [] and halted["result_time"] == []  # halt: command 1 never ran
+    assert halted["result_error"] == [{"error": "", "error_description": "Wrong socialnetwork group ID"}]
+    many = {str(i): "user.current" for i in range(51)}
+    over = requests.post(f"{root}/{p.admin}/{p.admin_code}/batch", json={"cmd": many}, timeout=5).json()[
+        "result"
+    ]
+    assert len(over["result"]) == 50 and over["result_error"]["50"]["error"] == "ERROR_BATCH_LENGTH_EXCEEDED"
