@@ -216,11 +216,11 @@ def test_rotated_refresh_token_survives_into_the_next_run(sandbox, live):
     first = invite_people(BungieHook(), env["group"], env["users"][:1])
     assert statuses(first) == [Status.INVITED]
     rotated = json.loads(store.get("refresh_token") or "{}")["refresh_token"]
-    assert rotated != first_token and live.refresh_tokens[first_token].spent
+    assert rotated != first_token and live.is_spent(first_token)
 
     second = invite_people(BungieHook(), env["group"], env["users"][1:2])  # the next DAG run
     assert statuses(second) == [Status.INVITED]
-    assert live.refresh_tokens[rotated].spent  # run 2 used the rotated token, not the spent one
+    assert live.is_spent(rotated)  # run 2 used the rotated token, not the spent one
     newest = json.loads(store.get("refresh_token") or "{}")["refresh_token"]
     assert newest not in (first_token, rotated)
     assert [r["status"] for r in token_calls(sandbox)] == [200, 200]
@@ -237,7 +237,7 @@ def test_new_connection_token_wins_over_the_stored_chain(sandbox, live, monkeypa
     fresh = live.mint_refresh_token()
     use_connection(sandbox, monkeypatch, refresh_token=fresh)
     assert statuses(invite_people(BungieHook(), env["group"], env["users"][1:2])) == [Status.INVITED]
-    assert live.refresh_tokens[fresh].spent
+    assert live.is_spent(fresh)
 
 
 def test_token_rotated_by_another_task_meanwhile_is_used(sandbox, live):
@@ -266,7 +266,7 @@ def test_revoked_refresh_token_is_a_clear_error_without_retries(sandbox, live, m
     env = sandbox.env()[P]
     if how == "spent":
         token = current_connection()["extra"]["refresh_token"]
-        live.refresh_tokens[token].spent = True
+        live.spent_refresh_tokens.add(token)
     elif how == "revoked":
         live.revoke_consent()
     else:
@@ -556,3 +556,12 @@ def test_sandbox_speaks_bungies_wire_format(sandbox, live):
     assert first.status_code == 200 and first.json()["refresh_token"]
     reused = requests.post(f"{root}/App/OAuth/token/", data=exchange, auth=basic, timeout=5)
     assert reused.json()["error"] == "invalid_grant"
+
+
+def test_print_env_credentials_work_on_a_separately_started_sandbox(sandbox, monkeypatch):
+    from airflow_invites.sandbox.app import Sandbox
+
+    printed = Sandbox().env(f"{sandbox.base_url}")[P]  # as `airflow-invites sandbox --print-env` does
+    monkeypatch.setenv("AIRFLOW_CONN_BUNGIE_OTHER", json.dumps(printed.connection))
+    outcomes = invite_people(BungieHook(conn_id="bungie_other"), printed.group, printed.users[:1])
+    assert statuses(outcomes) == [Status.INVITED]

@@ -82,7 +82,7 @@ ERRORS: dict[int, tuple[Kind, str]] = {
     22: (Kind.REFRESH, "token not accepted (WebAuthModuleAsyncFailed)"),
     2111: (Kind.REFRESH, "access token expired"),
     2115: (Kind.REFRESH, "access token not valid"),
-    2117: (Kind.REFRESH, "access token not valid"),
+    2117: (Kind.REAUTHORISE, "the authorisation is not valid"),
     2118: (Kind.REAUTHORISE, "the authorisation is not valid"),
     2119: (Kind.REAUTHORISE, "the authorisation is not valid"),
     2120: (Kind.REAUTHORISE, "the authorisation is not valid"),

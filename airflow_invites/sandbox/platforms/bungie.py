@@ -9,10 +9,13 @@ Inferred behaviour (marked [I] in the notes) is kept in the tables at the top of
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import math
 import random
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -169,13 +172,6 @@ class AccessToken:
     expires: float  # time.monotonic()
 
 
-@dataclass
-class RefreshToken:
-    bungie_id: str
-    expires: float
-    spent: bool = False
-
-
 class BungieSandbox(SandboxPlatform):
     name = "bungie"
 
@@ -190,7 +186,10 @@ class BungieSandbox(SandboxPlatform):
         self.accounts: dict[str, Account] = {}  # key -> account
         self.clans: dict[str, Clan] = {}
         self.access_tokens: dict[str, AccessToken] = {}
-        self.refresh_tokens: dict[str, RefreshToken] = {}
+        #: refresh tokens are self-contained and signed with a key derived from the seed, so a token
+        #: printed by ``--print-env`` in another process is accepted; single use is enforced here
+        self.token_key = hashlib.sha256(b"bungie-seed refresh tokens").digest()
+        self.spent_refresh_tokens: set[str] = set()
         self.auth_codes: dict[str, str] = {}  # code -> bungie id (single use)
         self.revoked: set[str] = set()  # bungie ids whose consent was withdrawn
         self.issued: list[str] = []
@@ -266,12 +265,33 @@ class BungieSandbox(SandboxPlatform):
 
     def mint_refresh_token(self, bungie_id: str | None = None) -> str:
         """A fresh single-use refresh token of ``bungie_id`` (default: the clan founder)."""
-        token = "CKWqAx" + self._b64(96)
-        self.refresh_tokens[token] = RefreshToken(
-            bungie_id or self.founder_bungie_id, time.monotonic() + REFRESH_TOKEN_LIFETIME_S
-        )
+        head = secrets.token_bytes(48) + int(bungie_id or self.founder_bungie_id).to_bytes(8, "big")
+        head += int(time.time()).to_bytes(8, "big")
+        token = base64.b64encode(head + hmac.new(self.token_key, head, "sha256").digest()[:16]).decode()
         self.issued.append(token)
         return token
+
+    def refresh_token_owner(self, token: str) -> str | None:
+        """The Bungie.net id a refresh token belongs to, if it is genuine, unspent and not expired."""
+        try:
+            raw = base64.b64decode(token, validate=True)
+        except ValueError:
+            return None
+        head, mac = raw[:64], raw[64:]
+        if len(raw) != 80 or not hmac.compare_digest(
+            mac, hmac.new(self.token_key, head, "sha256").digest()[:16]
+        ):
+            return None
+        if token in self.spent_refresh_tokens:
+            return None
+        if int.from_bytes(head[56:64], "big") + REFRESH_TOKEN_LIFETIME_S < time.time():
+            return None
+        if token not in self.issued:  # printed by another process (``--print-env``)
+            self.issued.append(token)
+        return str(int.from_bytes(head[48:56], "big"))
+
+    def is_spent(self, token: str) -> bool:
+        return token in self.spent_refresh_tokens
 
     def _mint_access_token(self, bungie_id: str) -> str:
         token = "CKWqAx" + self._b64(120)
@@ -636,11 +656,12 @@ class BungieSandbox(SandboxPlatform):
             return oauth_error("invalid_client", "InvalidClient", status=401)
         grant = form["grant_type"]
         if grant == "refresh_token":
-            record = self.refresh_tokens.get(form.get("refresh_token", ""))
-            if record is None or record.spent or record.expires <= time.monotonic():
+            presented = form.get("refresh_token", "")
+            owner = self.refresh_token_owner(presented)
+            if owner is None:
                 return oauth_error("invalid_request", "ProvidedTokenNotValidRefreshToken")
-            record.spent = True  # single use: every refresh returns a new one
-            bungie_id = record.bungie_id
+            self.spent_refresh_tokens.add(presented)  # single use: every refresh returns a new one
+            bungie_id = owner
         elif grant == "authorization_code":
             bungie_id = self.auth_codes.pop(form.get("code", ""), "")
             if not bungie_id:
