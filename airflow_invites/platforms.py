@@ -13,7 +13,17 @@ COMMON_CONN_FIELDS: dict[str, dict[str, Any]] = {
     "timeout": {
         "label": "Timeout (s)",
         "description": "Seconds to wait for each HTTP reply.",
-        "schema": {"type": ["number", "null"], "minimum": 1, "maximum": 600, "default": 30},
+        "schema": {"type": ["number", "null"], "minimum": 0.1, "maximum": 600, "default": 30},
+    },
+    "max_requests_per_second": {
+        "label": "Max requests per second",
+        "description": "Client-side pacing. Empty: the platform's documented limit; 0: no pacing.",
+        "schema": {"type": ["number", "null"], "minimum": 0},
+    },
+    "burst": {
+        "label": "Burst",
+        "description": "Requests allowed at once before pacing starts. Empty: the platform's documented burst.",
+        "schema": {"type": ["integer", "null"], "minimum": 1},
     },
     "verify_ssl": {
         "label": "Verify TLS",

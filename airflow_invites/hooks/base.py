@@ -76,7 +76,7 @@ class InvitesHook(BaseHook, InviteAdapter):
             timeout = float(timeout)
         except (TypeError, ValueError):
             raise InviteInputError(f"connection {self.conn_id}: extra timeout", "seconds", timeout) from None
-        limiter = RateLimiter(*self.client_rate) if self.client_rate else None
+        limiter = self._rate_limiter()
         return HttpClient(
             platform=self.platform,
             base_url=self.base_url(),
@@ -88,6 +88,13 @@ class InvitesHook(BaseHook, InviteAdapter):
             rate_limiter=limiter,
             logger=self.log,  # type: ignore[arg-type]
         )
+
+    def _rate_limiter(self) -> RateLimiter | None:
+        """Client-side pacing: the platform's documented limit, or the connection's own figures."""
+        rate, burst = self.client_rate or (0.0, 1)
+        rate = _number(self, "max_requests_per_second", rate)
+        burst = int(_number(self, "burst", burst))
+        return RateLimiter(rate, burst) if rate > 0 else None
 
     def user_agent(self) -> str:
         return USER_AGENT
@@ -133,6 +140,17 @@ class InvitesHook(BaseHook, InviteAdapter):
             return True, self.check_connection()
         except Exception as exc:
             return False, self.scrubber.scrub(str(exc))
+
+
+def _number(hook: InvitesHook, name: str, default: float) -> float:
+    value = hook.extra(name, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InviteInputError(f"connection {hook.conn_id}: extra {name}", "a number >= 0", value) from None
+    if number < 0:
+        raise InviteInputError(f"connection {hook.conn_id}: extra {name}", "a number >= 0", value)
+    return number
 
 
 def _truthy(value: object) -> bool:
