@@ -462,6 +462,19 @@ class RocketChatSandbox(SandboxPlatform):
                 return JSONResponse({"success": False, "error": "User not found."}, status_code=400)
             return JSONResponse({"user": self._public_user(found), "success": True}, headers=headers)
 
+        @router.get("/api/v1/rooms.isMember")
+        async def rooms_is_member(request: Request) -> Response:
+            caller, limited, headers = self._authed(request)
+            if caller is None or limited:
+                return limited or JSONResponse(NOT_LOGGED_IN, status_code=401)
+            room = self.rooms.get(request.query_params.get("roomId", ""))
+            if room is None or caller["_id"] not in self.subs[room["_id"]]:
+                return meteor_error("error-room-not-found")
+            user_id = request.query_params.get("userId", "")
+            return JSONResponse(
+                {"isMember": user_id in self.subs[room["_id"]], "success": True}, headers=headers
+            )
+
         @router.get("/api/v1/subscriptions.getOne")
         async def subscription(request: Request) -> Response:
             caller, limited, headers = self._authed(request)
