@@ -163,9 +163,9 @@ def create_app(sandbox: Sandbox | None = None) -> FastAPI:
         return {"invites": rows}
 
     @app.get("/_sandbox/requests")
-    async def requests_log(platform: str | None = None) -> dict[str, Any]:
+    async def requests_log(platform: str | None = None, since: int = 0) -> dict[str, Any]:
         rows = [r for r in sandbox.ledger.requests if platform in (None, r["platform"])]
-        return {"total": len(rows), "requests": rows}
+        return {"total": len(rows), "requests": rows[max(0, since) :]}
 
     @app.post("/_sandbox/people")
     async def people(body: dict[str, Any]) -> dict[str, Any]:

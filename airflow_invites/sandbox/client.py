@@ -38,9 +38,18 @@ class SandboxClient:
             self._call("GET", "invites", params={"platform": platform} if platform else None)["invites"]
         )
 
-    def requests(self, platform: str | None = None) -> list[dict[str, Any]]:
-        params = {"platform": platform} if platform else None
+    def requests(self, platform: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        """Requests to the platform APIs, oldest first (from index ``since`` on)."""
+        params: dict[str, Any] = {"since": since}
+        if platform:
+            params["platform"] = platform
         return list(self._call("GET", "requests", params=params)["requests"])
+
+    def request_count(self, platform: str | None = None) -> int:
+        params: dict[str, Any] = {"since": 1 << 62}
+        if platform:
+            params["platform"] = platform
+        return int(self._call("GET", "requests", params=params)["total"])
 
     def people(self, platform: str, count: int) -> list[str]:
         return list(self._call("POST", "people", json={"platform": platform, "count": count})["users"])
