@@ -10,6 +10,7 @@ names one entity per call and answers 200 again for someone already invited, so 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -120,12 +121,14 @@ class PlayFabHook(InvitesHook):
     conn_type = "playfab"
     hook_name = "PlayFab"
     invite_batch_size = 1  # InviteToGroup names one entity
+    invite_concurrency = 4  # so a whole guild (up to 1,000) does not wait on 1,000 round trips
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id, **kwargs)
         self._token: str | None = None
         self._token_expires: datetime | None = None
         self._token_renew_at: datetime | None = None
+        self._token_lock = threading.Lock()  # invites run in a few threads
         self._now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
     # -- connection and auth ---------------------------------------------------------------------
@@ -146,17 +149,19 @@ class PlayFabHook(InvitesHook):
         return f"https://{self.title_id}.playfabapi.com"
 
     def auth_headers(self) -> Mapping[str, str]:
-        if self._token is None or self._token_due():
-            self._get_entity_token()
-        return {"X-EntityToken": self._token or ""}
+        with self._token_lock:
+            if self._token is None or self._token_due():
+                self._get_entity_token()
+            return {"X-EntityToken": self._token or ""}
 
     def can_reauthenticate(self) -> bool:
         return True
 
     def reauthenticate(self) -> None:
         # never refresh with the refused token: the title secret key gets a new one
-        self._token = None
-        self._get_entity_token()
+        with self._token_lock:
+            self._token = None
+            self._get_entity_token()
 
     def _token_due(self) -> bool:
         return self._token_renew_at is not None and self._now() >= self._token_renew_at
@@ -393,7 +398,8 @@ class PlayFabHook(InvitesHook):
         return None  # a group has no web page; Game Manager pages need a developer login
 
     def check_connection(self) -> str:
-        data = self._get_entity_token()
+        with self._token_lock:
+            data = self._get_entity_token()
         entity = data.get("Entity") or {}
         return (
             f"Connected to PlayFab title {entity.get('Id', self.title_id)}: entity token valid until "

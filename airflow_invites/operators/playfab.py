@@ -52,9 +52,7 @@ class PlayFabGroupInviteOperator(GroupInviteOperator):
                 tags = json.loads(tags)
         extra: dict[str, Any] = {
             "role_id": self.role_id or None,
-            "custom_tags": dict(self.custom_tags)
-            if isinstance(self.custom_tags, Mapping)
-            else self.custom_tags,
+            "custom_tags": dict(tags) if isinstance(tags, Mapping) else tags,
             "auto_accept_outstanding_application": parse_bool(
                 self.auto_accept_outstanding_application, "auto_accept_outstanding_application"
             ),
