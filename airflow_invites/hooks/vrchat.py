@@ -291,11 +291,11 @@ class VRChatHook(InvitesHook):
             raise PlatformAuthError(
                 "vrchat: login refused (invalid username/e-mail or password); re-authorise this connection"
             )
-        if status == 429:
+        if status == 429 and "too many sessions" in message:
             raise PlatformAuthError(
-                "vrchat: VRChat refuses new logins for this account for now (too many sessions: "
-                f"{message or 'HTTP 429'}); this can last 30 minutes to hours. Do not retry sooner. "
-                "Sessions are reused between runs, so check that nothing else logs in with this account."
+                "vrchat: VRChat refuses new logins for this account for now (created too many "
+                "sessions); this lasts 30 minutes to hours, so do not retry sooner. Sessions are reused "
+                "between runs: check that nothing else logs in with this account."
             )
         self._raise_for(response, body)
         raise PermanentPlatformError(f"vrchat: unexpected login reply HTTP {status}")
