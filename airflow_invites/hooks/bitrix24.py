@@ -26,7 +26,7 @@ import re
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -150,10 +150,10 @@ class Settings:
     portal: str  # scheme://host[:port][/path], no trailing slash
     auth_type: str  # "webhook" or "oauth"
     webhook_user_id: str = ""
-    webhook_code: str = ""
+    webhook_code: str = field(default="", repr=False)
     client_id: str = ""
-    client_secret: str = ""
-    refresh_token: str = ""
+    client_secret: str = field(default="", repr=False)
+    refresh_token: str = field(default="", repr=False)
     oauth_server: str = DEFAULT_OAUTH_SERVER
 
 
