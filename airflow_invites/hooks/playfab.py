@@ -254,9 +254,8 @@ class PlayFabHook(InvitesHook):
             return TransientPlatformError(
                 f"playfab: throttled ({label})", retry_after=_throttle_wait(error, response), code=name
             )
-        if action is Action.RENEW_TOKEN or (code == 401 and action is None):
-            return AuthExpired(f"playfab: {label}: {message}", code=name)
-        if action is Action.CREDENTIALS:
+        if action in (Action.RENEW_TOKEN, Action.CREDENTIALS) or (code == 401 and action is None):
+            # a new token once; on GetEntityToken itself ``_check_token`` makes this final
             return AuthExpired(f"playfab: {label}: {message}", code=name)
         if action is Action.RETRY or code >= 500 or code in (408, 409):
             return TransientPlatformError(
