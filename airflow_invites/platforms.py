@@ -126,11 +126,6 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     "VRChat requires a descriptive one: name/version contact (your e-mail or URL).",
                     default="airflow-invites/0.1.0 (+https://github.com/airflow-invites/airflow-invites)",
                 ),
-                "requests_per_second": {
-                    "label": "Requests per second",
-                    "description": "Client-side pacing of API calls (0 = none). VRChat asks for gentle clients.",
-                    "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 20, "default": 2},
-                },
             },
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],

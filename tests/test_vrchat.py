@@ -26,7 +26,9 @@ def vr(sandbox, monkeypatch):
     """The seeded VRChat sandbox: env plus the named people; no pacing; no session kept from before."""
     from airflow_invites.sandbox.app import Sandbox
 
-    monkeypatch.setenv("AIRFLOW_CONN_VRCHAT_DEFAULT", sandbox.connection_env("vrchat", requests_per_second=0))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_VRCHAT_DEFAULT", sandbox.connection_env("vrchat", max_requests_per_second=0)
+    )
     store = RuntimeStore("vrchat_default")
     store.delete(SESSION_TOKEN)
     seeded = Sandbox().platforms["vrchat"]

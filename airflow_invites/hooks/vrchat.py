@@ -33,7 +33,7 @@ from airflow_invites.core.errors import (
     PlatformAuthError,
     TransientPlatformError,
 )
-from airflow_invites.core.http import HttpClient, RateLimiter, json_body, retry_after_seconds
+from airflow_invites.core.http import HttpClient, json_body, retry_after_seconds
 from airflow_invites.core.outcome import Status
 from airflow_invites.core.totp import is_base32_secret, totp_code
 from airflow_invites.hooks.base import USER_AGENT, InvitesHook
@@ -53,8 +53,6 @@ SESSION_TOKEN = "session_token"  # RuntimeStore name (contains "token": Airflow 
 DEFAULT_THROTTLE_WAIT_S = 60.0
 INVITE_PERMISSIONS = {"*", "group-invites-manage"}
 BAN_PERMISSIONS = {"*", "group-bans-manage"}
-#: client-side pacing: VRChat asks for gentle clients (invites one at a time, spaced out)
-DEFAULT_REQUESTS_PER_SECOND = 2.0
 
 #: VRChat writes messages with look-alike punctuation (U+2024 for a full stop, U+01C3 for ``!``...)
 LOOKALIKES = str.maketrans(
@@ -121,6 +119,7 @@ class VRChatHook(InvitesHook):
     default_host = DEFAULT_HOST
     secret_extras = ("totp_secret", "auth_cookie")
     invite_batch_size = 1  # POST /groups/{id}/invites names one person
+    client_rate = (2.0, 10)  # VRChat publishes no limit and asks for gentle clients
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id, **kwargs)
@@ -151,14 +150,6 @@ class VRChatHook(InvitesHook):
         client = super().http
         # cookies are sent explicitly (auth_headers), never picked up silently by the session
         client.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        rate = self.extra("requests_per_second", DEFAULT_REQUESTS_PER_SECOND)
-        try:
-            rate = float(rate)
-        except (TypeError, ValueError):
-            raise InviteInputError(
-                f"connection {self.conn_id}: extra requests_per_second", "a number (0 = no pacing)", rate
-            ) from None
-        client.rate_limiter = RateLimiter(rate, burst=10) if rate > 0 else None
         return client
 
     def _totp_secret(self) -> str | None:
