@@ -1,0 +1,74 @@
+"""Fixtures of the e2e checks (run by ``e2e/run.sh`` against the stack it started)."""
+
+from __future__ import annotations
+
+import os
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_api import DAG_ID, Airflow, Sandbox
+
+#: which sandbox person each check uses, so that each check's ``applied`` count is its own
+PERSON = {"browser": 0, "rest": 1, "concurrent": 2, "deferral": 3}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def airflow() -> Airflow:
+    client = Airflow()
+    client.unpause()
+    return client
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Sandbox:
+    return Sandbox()
+
+
+@pytest.fixture(scope="session")
+def sandbox_env(sandbox: Sandbox) -> dict[str, Any]:
+    return sandbox.env()
+
+
+@pytest.fixture(scope="session")
+def dag_params(airflow: Airflow) -> dict[str, Any]:
+    return airflow.get(f"/dags/{DAG_ID}/details")["params"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def platforms(dag_params: dict[str, Any], sandbox_env: dict[str, Any]) -> list[str]:
+    """The platforms the onboarding DAG offers and the sandbox serves (``E2E_PLATFORMS`` narrows them)."""
+    wanted = [p for p in os.environ.get("E2E_PLATFORMS", "").split(",") if p]
+    offered = dag_params["platforms"]["schema"]["items"]["enum"]
+    found = [p for p in offered if f"{p}_user" in dag_params and p in sandbox_env]
+    found = [p for p in found if not wanted or p in wanted]
+    assert "rocketchat" in found, f"the reference platform is missing: {found}"
+    return found
+
+
+def conf_for(platforms: list[str], sandbox_env: dict[str, Any], person: int | dict[str, str]) -> dict[str, Any]:
+    """An ``onboard_user`` conf: one sandbox person per platform (an index into the seeded people, or ids)."""
+    conf: dict[str, Any] = {"platforms": platforms, "message": "Welcome aboard!"}
+    for name in platforms:
+        conf[f"{name}_group"] = sandbox_env[name]["group"]
+        conf[f"{name}_user"] = (
+            person[name] if isinstance(person, dict) else sandbox_env[name]["users"][person]
+        )
+    return conf
+
+
+def sensor_available() -> bool:
+    return find_spec("airflow_invites.sensors.membership") is not None
+
+
+@pytest.fixture(scope="session")
+def images() -> Path:
+    path = Path(os.environ.get("E2E_IMAGES", Path(__file__).parent.parent / "docs" / "images"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
