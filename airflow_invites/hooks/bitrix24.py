@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import re
 import time
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -43,7 +41,6 @@ from airflow_invites.core.errors import (
 )
 from airflow_invites.core.http import json_body, retry_after_seconds
 from airflow_invites.core.outcome import Status
-from airflow_invites.core.secrets import SecretScrubber
 from airflow_invites.hooks.base import InvitesHook
 
 ID_RE = re.compile(r"^[1-9][0-9]{0,9}$")
@@ -113,36 +110,6 @@ BUSINESS_ERRORS: dict[str, str] = {
 }
 
 
-class _ScrubUrllib3(logging.Filter):
-    """urllib3 logs full request URLs at DEBUG: scrub every live hook's secrets from them."""
-
-    scrubbers: weakref.WeakSet[SecretScrubber] = weakref.WeakSet()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.scrubbers:
-            return True
-        try:
-            text = record.getMessage()
-        except Exception:
-            return True
-        clean = text
-        for scrubber in list(self.scrubbers):
-            clean = scrubber.scrub(clean)
-        if clean != text:
-            record.msg, record.args = clean, ()
-        return True
-
-
-_URLLIB3_FILTER = _ScrubUrllib3()
-
-
-def _install_urllib3_filter(scrubber: SecretScrubber) -> None:
-    logger = logging.getLogger("urllib3.connectionpool")
-    if _URLLIB3_FILTER not in logger.filters:
-        logger.addFilter(_URLLIB3_FILTER)
-    _ScrubUrllib3.scrubbers.add(scrubber)
-
-
 @dataclass(frozen=True)
 class Settings:
     """The connection, checked: where the portal is and how to authenticate."""
@@ -180,7 +147,6 @@ class Bitrix24Hook(InvitesHook):
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id, **kwargs)
-        _install_urllib3_filter(self.scrubber)
         self._access: str | None = None
         self._refused: set[str] = set()
         self._caller_id: int | None = None
