@@ -173,7 +173,13 @@ def create_app(sandbox: Sandbox | None = None) -> FastAPI:
         count = body.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PEOPLE:
             raise HTTPException(422, f"count: expected an integer from 1 to {MAX_PEOPLE}")
-        return {"users": target.add_people(count)}
+        group = body.get("group")
+        try:
+            return {"users": target.add_people(count, None if group is None else str(group))}
+        except KeyError:
+            raise HTTPException(404, f"group: no group {group!r} on {target.name}") from None
+        except ValueError as exc:
+            raise HTTPException(422, f"group: {exc}") from None
 
     @app.post("/_sandbox/accept")
     async def accept(body: dict[str, Any]) -> dict[str, Any]:

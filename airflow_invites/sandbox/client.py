@@ -51,8 +51,12 @@ class SandboxClient:
             params["platform"] = platform
         return int(self._call("GET", "requests", params=params)["total"])
 
-    def people(self, platform: str, count: int) -> list[str]:
-        return list(self._call("POST", "people", json={"platform": platform, "count": count})["users"])
+    def people(self, platform: str, count: int, group: str | None = None) -> list[str]:
+        """``count`` new people, in no group, or already members of ``group``."""
+        body: dict[str, Any] = {"platform": platform, "count": count}
+        if group is not None:
+            body["group"] = group
+        return list(self._call("POST", "people", json=body)["users"])
 
     def accept(self, platform: str, group: str, user: str) -> None:
         self._call("POST", "accept", json={"platform": platform, "group": group, "user": user})

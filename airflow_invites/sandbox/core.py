@@ -161,8 +161,9 @@ class SandboxPlatform(ABC):
         """Connection, group and people not in it, for ``--print-env`` (base_url ends at the prefix)."""
 
     @abstractmethod
-    def add_people(self, count: int) -> list[str]:
-        """``count`` new people in no group; returns their ids as the hook takes them."""
+    def add_people(self, count: int, group: str | None = None) -> list[str]:
+        """``count`` new people, in no group or already members of ``group`` (``KeyError`` if unknown);
+        returns their ids as the hook takes them. Seeded members are not invites: the ledger is untouched."""
 
     @abstractmethod
     def accept(self, group: str, user: str) -> bool:

@@ -330,8 +330,13 @@ class Bitrix24Sandbox(SandboxPlatform):
             },
         }
 
-    def add_people(self, count: int) -> list[str]:
-        return [str(self._user("Person", str(self.next_user_id))) for _ in range(count)]
+    def add_people(self, count: int, group: str | None = None) -> list[str]:
+        target = self.groups[php_int(group)] if group is not None else None
+        made = [self._user("Person", str(self.next_user_id)) for _ in range(count)]
+        if target is not None:
+            for user_id in made:
+                self._relate(target, user_id, "K")
+        return [str(user_id) for user_id in made]
 
     def accept(self, group: str, user: str) -> bool:
         found = self.groups.get(php_int(group))

@@ -322,11 +322,16 @@ class BungieSandbox(SandboxPlatform):
         }
         return PlatformEnv(connection=connection, group=self.group_id, users=list(self.newcomers[:5]))
 
-    def add_people(self, count: int) -> list[str]:
+    def add_people(self, count: int, group: str | None = None) -> list[str]:
+        clan = self.clans[group] if group is not None else None
+        if clan is not None and len(clan.members) + count > clan.maximum_members:
+            raise ValueError(f"a clan holds at most {clan.maximum_members} members")
         made = []
         for _ in range(count):
             self.people_made += 1
             made.append(self._account(f"Person {self.people_made}", (3, 1, 2, 6)[self.people_made % 4]).key)
+            if clan is not None:
+                clan.members[made[-1]] = (MEMBER, self._tick())
         return made
 
     def accept(self, group: str, user: str) -> bool:

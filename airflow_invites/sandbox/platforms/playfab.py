@@ -41,6 +41,7 @@ INVITATION_LIFETIME = timedelta(days=7)  # undocumented [I]
 APPLICATION_LIFETIME = timedelta(days=7)
 #: no numbers are published; title tokens get more than player tokens [I]
 TITLE_RATE, TITLE_BURST = 100.0, 1000
+MAX_GROUP_MEMBERS = 1000  # a PlayFab group holds at most 1,000 members
 PLAYER_RATE, PLAYER_BURST = 10.0, 100
 STATUS_TEXT = {
     200: "OK",
@@ -206,8 +207,15 @@ class PlayFabSandbox(SandboxPlatform):
         }
         return PlatformEnv(connection=connection, group=self.group_id, users=list(self.newcomers))
 
-    def add_people(self, count: int) -> list[str]:
-        return [self._player() for _ in range(count)]
+    def add_people(self, count: int, group: str | None = None) -> list[str]:
+        target = self.groups[group] if group is not None else None
+        if target is not None and len(target.members) + count > MAX_GROUP_MEMBERS:
+            raise ValueError(f"a group holds at most {MAX_GROUP_MEMBERS} members")
+        made = [self._player() for _ in range(count)]
+        if target is not None:
+            for player in made:
+                self._join(target, ("title_player_account", player), target.member_role)
+        return made
 
     def accept(self, group: str, user: str) -> bool:
         target = self.groups.get(group)

@@ -179,11 +179,15 @@ class RocketChatSandbox(SandboxPlatform):
         }
         return PlatformEnv(connection=connection, group=self.group_id, users=list(self.newcomers))
 
-    def add_people(self, count: int) -> list[str]:
+    def add_people(self, count: int, group: str | None = None) -> list[str]:
+        room = self.rooms[group] if group is not None else None
         made = []
         for _ in range(count):
             self.people_made += 1
             made.append(self._user(f"person.{self.people_made}", f"Person {self.people_made}")["_id"])
+        if room is not None:
+            self.subs[room["_id"]].extend(made)
+            room["usersCount"] += count
         return made
 
     def accept(self, group: str, user: str) -> bool:

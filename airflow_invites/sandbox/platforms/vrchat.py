@@ -254,11 +254,16 @@ class VRChatSandbox(SandboxPlatform):
         }
         return PlatformEnv(connection=connection, group=self.group_id, users=list(self.newcomers))
 
-    def add_people(self, count: int) -> list[str]:
+    def add_people(self, count: int, group: str | None = None) -> list[str]:
+        if group is not None and group not in self.groups:
+            raise KeyError(group)
         made = []
         for _ in range(count):
             self.people_made += 1
-            made.append(self._user(f"Person {self.people_made}")["id"])
+            person = self._user(f"Person {self.people_made}")
+            made.append(person["id"])
+            if group is not None:
+                self._relate(group, person, "member")
         return made
 
     def accept(self, group: str, user: str) -> bool:
