@@ -25,6 +25,20 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": spec.display, "python-modules": [spec.operator.rsplit(".", 1)[0]]}
             for spec in specs
         ],
+        "sensors": [
+            {
+                "integration-name": spec.display,
+                "python-modules": ["airflow_invites.sensors.membership"],
+            }
+            for spec in specs
+        ],
+        "triggers": [
+            {
+                "integration-name": spec.display,
+                "python-modules": ["airflow_invites.triggers.membership"],
+            }
+            for spec in specs
+        ],
         "extra-links": ["airflow_invites.operators.base.GroupLink"],
         "connection-types": [
             {

@@ -1,0 +1,1 @@
+"""Sensors: wait for something to be true on a platform."""

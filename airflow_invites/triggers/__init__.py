@@ -1,0 +1,1 @@
+"""Triggers: polling that runs in Airflow's triggerer, not in a worker slot."""
