@@ -12,19 +12,30 @@ A company DAG is a few lines::
 
 Platforms run in the order given, one after another; each runs even if an earlier one failed, and a
 final ``report`` task shows every platform's outcomes (and fails the run if any platform failed).
+With ``wait_for_acceptance``, a deferrable ``GroupMembershipSensor`` per platform waits (in the
+triggerer) until the person has accepted; the report then also fails the run if someone did not.
+
+``BulkInviteOperator`` is the platform-generic invite task that ``scheduled_onboarding`` maps over
+groups: many people per task, one look-up per group, and the look-up count in its log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from importlib import import_module
 from typing import Any
 
 from airflow.sdk import TaskGroup, TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_invites.hooks.base import InvitesHook
 from airflow_invites.operators.base import OUTCOMES_KEY, GroupInviteOperator
 from airflow_invites.platforms import PLATFORMS
 from airflow_invites.pools import pool_name
+
+#: XCom key of ``BulkInviteOperator``'s per-group figures (people, look-ups, requests)
+STATS_KEY = "stats"
 
 #: the default order of ``onboard_user`` and the task group
 DEFAULT_ORDER: tuple[str, ...] = tuple(PLATFORMS)
@@ -32,8 +43,6 @@ DEFAULT_ORDER: tuple[str, ...] = tuple(PLATFORMS)
 
 def operator_class(platform: str) -> type[GroupInviteOperator]:
     """The invite operator of ``platform`` (imported from the registry's class path)."""
-    from importlib import import_module
-
     module_path, _, name = PLATFORMS[platform].operator.rpartition(".")
     return getattr(import_module(module_path), name)  # type: ignore[no-any-return]
 
@@ -54,6 +63,9 @@ def onboarding_task_group(
     use_pools: bool = True,
     conn_ids: Mapping[str, str] | None = None,
     operator_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    wait_for_acceptance: bool | str = False,
+    acceptance_poll_interval: float | str = 300.0,
+    acceptance_timeout: timedelta = timedelta(days=7),
 ) -> TaskGroup:
     """Invite people on ``platforms`` in sequence, then report.
 
@@ -65,6 +77,11 @@ def onboarding_task_group(
     :param use_pools: run each platform's task in pool ``invites_<platform>``
     :param conn_ids: platform -> connection id (default ``<platform>_default``)
     :param operator_kwargs: platform -> extra operator arguments (e.g. PlayFab ``role_id``)
+    :param wait_for_acceptance: add a deferrable ``wait_<platform>`` sensor after each invite that
+        waits until the person is a member; a template (e.g. ``"{{ params.wait_for_acceptance }}"``)
+        decides per run (rendering false skips the sensors). False (the default): no sensors at all
+    :param acceptance_poll_interval: seconds between look-ups while waiting (templated)
+    :param acceptance_timeout: how long to wait for acceptance before the sensor fails
     """
     order = list(platforms or DEFAULT_ORDER)
     unknown = [p for p in order if p not in PLATFORMS]
@@ -73,6 +90,7 @@ def onboarding_task_group(
     with TaskGroup(group_id=group_id) as group:
         previous = None
         invite_tasks = []
+        wait_tasks = []
         for position, platform in enumerate(order):
             extra: dict[str, Any] = dict((operator_kwargs or {}).get(platform, {}))
             if use_pools:
@@ -92,17 +110,35 @@ def onboarding_task_group(
                 previous >> invite
             previous = invite
             invite_tasks.append(invite)
+            if wait_for_acceptance is not False:
+                from airflow_invites.sensors.membership import GroupMembershipSensor
+
+                wait = GroupMembershipSensor(
+                    task_id=f"wait_{platform}",
+                    platform=platform,
+                    group=invite.group,
+                    users=invite.users,
+                    conn_id=(conn_ids or {}).get(platform),
+                    enabled=wait_for_acceptance,
+                    poll_interval=acceptance_poll_interval,
+                    timeout=acceptance_timeout,
+                )
+                invite >> wait
+                wait_tasks.append(wait)
         report_task = report.override(task_id="report", trigger_rule=TriggerRule.ALL_DONE)(
-            [t.task_id for t in invite_tasks]
+            [t.task_id for t in invite_tasks], [t.task_id for t in wait_tasks]
         )
-        for invite in invite_tasks:
-            invite >> report_task
+        for upstream in invite_tasks + wait_tasks:
+            upstream >> report_task
     return group
 
 
 @task
-def report(task_ids: list[str]) -> list[dict[str, Any]]:
-    """A Markdown table of every platform's outcomes in the log; fails the run if anyone failed."""
+def report(task_ids: list[str], wait_task_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """A Markdown table of every platform's outcomes in the log; fails the run if anyone failed.
+
+    ``wait_task_ids``: the acceptance sensors; one that neither succeeded nor was skipped fails the run.
+    """
     context = get_current_context()
     ti = context["ti"]
     rows: list[dict[str, Any]] = []
@@ -122,8 +158,89 @@ def report(task_ids: list[str]) -> list[dict[str, Any]]:
             )
             if outcome["status"] == "failed" and platform not in failed_platforms:
                 failed_platforms.append(platform)
+    not_accepted = _acceptance_lines(context, wait_task_ids or [], lines)
+    failed_platforms += [p for p in not_accepted if p not in failed_platforms]
     table = "\n".join(lines)
     print(table)  # the task log shows the table as it is
     if failed_platforms:
         raise AirflowFailException(f"onboarding failed on: {', '.join(failed_platforms)}\n{table}")
     return rows
+
+
+def _acceptance_lines(context: Any, wait_task_ids: list[str], lines: list[str]) -> list[str]:
+    """Append the acceptance sensors' results to ``lines``; return the platforms not accepted."""
+    if not wait_task_ids:
+        return []
+    ti = context["ti"]
+    run_id = context["run_id"]
+    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=wait_task_ids, run_ids=[run_id]).get(run_id, {})
+    lines += ["", "| platform | accepted |", "|---|---|"]
+    not_accepted = []
+    for task_id in wait_task_ids:
+        platform = task_id.rsplit("wait_", 1)[-1]
+        state = states.get(task_id)
+        if state == "success":
+            lines.append(f"| {platform} | yes |")
+        elif state in ("skipped", None):
+            lines.append(f"| {platform} | not waited for |")
+        else:
+            lines.append(f"| {platform} | no: the sensor ended {state} (see its log) |")
+            not_accepted.append(platform)
+    return not_accepted
+
+
+class BulkInviteOperator(GroupInviteOperator):
+    """Invite many people into one group on ``platform``, with any platform's hook (by registry).
+
+    What ``scheduled_onboarding`` maps over (``.partial(platform=...).expand_kwargs([{group, users}])``).
+    Logs, and pushes to XCom key ``stats``, the number of look-ups and requests this group took.
+
+    :param platform: a platform name from ``airflow_invites.platforms.PLATFORMS``
+    """
+
+    def __init__(self, *, platform: str, conn_id: str | None = None, **kwargs: Any) -> None:
+        if platform not in PLATFORMS:
+            raise ValueError(f"platform: unknown {platform!r}; expected one of {list(PLATFORMS)}")
+        super().__init__(conn_id=conn_id or PLATFORMS[platform].default_conn_id, **kwargs)
+        self.platform = platform
+        self.lookups = 0
+        self._hook: InvitesHook | None = None
+
+    def get_hook(self) -> InvitesHook:
+        module_path, _, name = PLATFORMS[self.platform].hook.rpartition(".")
+        hook: InvitesHook = getattr(import_module(module_path), name)(conn_id=self.conn_id)
+        lookup = hook.lookup
+
+        def counted_lookup(group: str, users: Sequence[str]) -> Any:
+            self.lookups += 1
+            return lookup(group, users)
+
+        hook.lookup = counted_lookup  # type: ignore[method-assign]
+        self._hook = hook
+        return hook
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        self.lookups = 0
+        try:
+            return super().execute(context)
+        finally:
+            if self._hook is not None:
+                hook = self._hook
+                requests = hook.http.requests_sent if "http" in vars(hook) else 0
+                people = len(self.users) if isinstance(self.users, list) else 1
+                self.log.info(
+                    "%s group %s: %d look-up(s) for %d people, %d requests",
+                    self.platform,
+                    self.group,
+                    self.lookups,
+                    people,
+                    requests,
+                )
+                stats = {
+                    "platform": self.platform,
+                    "group": str(self.group),
+                    "people": people,
+                    "lookups": self.lookups,
+                    "requests": requests,
+                }
+                context["ti"].xcom_push(key=STATS_KEY, value=stats)

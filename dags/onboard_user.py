@@ -2,6 +2,8 @@
 
 Per platform the form has ``<platform>_user`` (empty = skip) and ``<platform>_group`` (empty = the
 Variable ``invites_<platform>_group``); plus ``platforms`` (which to run), ``message`` and ``dry_run``.
+With ``wait_for_acceptance``, a deferrable sensor per platform then waits (in the triggerer, polling
+every ``acceptance_poll_seconds``) until the person has accepted the invitation.
 The ``report`` task shows every platform's outcome and fails the run if any platform failed.
 """
 
@@ -65,6 +67,23 @@ params["dry_run"] = Param(
     description="Look up and report; invite nobody.",
     section="Options",
 )
+params["wait_for_acceptance"] = Param(
+    False,
+    type="boolean",
+    title="Wait for acceptance",
+    description="After each invite, wait (without holding a worker) until the person is a member; "
+    "up to 7 days.",
+    section="Options",
+)
+params["acceptance_poll_seconds"] = Param(
+    300,
+    type="integer",
+    minimum=1,
+    maximum=86400,
+    title="Look-up interval while waiting (s)",
+    description="Seconds between membership look-ups while waiting for acceptance.",
+    section="Options",
+)
 
 with DAG(
     dag_id="onboard_user",
@@ -82,4 +101,6 @@ with DAG(
         platforms=list(DEFAULT_ORDER),
         message="{{ params.message or '' }}",
         dry_run="{{ params.dry_run }}",
+        wait_for_acceptance="{{ params.wait_for_acceptance and not params.dry_run }}",
+        acceptance_poll_interval="{{ params.acceptance_poll_seconds }}",
     )
