@@ -203,8 +203,12 @@ def test_banned_person_is_reported_and_never_invited(sandbox, vr):
 
 def test_lookalike_error_texts_are_classified(sandbox, vr):
     blocker = vr["named"]["userblocked"]
-    outcomes = invite_people(VRChatHook(), vr["group"], [blocker])
+    # three people: the group is small, but listing it (members, invites, bans) is no dearer than
+    # asking per person, so the blocker is only found out by the invite's look-alike error text
+    outcomes = invite_people(VRChatHook(), vr["group"], [blocker, *vr["users"][:2]])
     assert outcomes[0].status is Status.FAILED and outcomes[0].code == "cannot-invite"
+    # asked per person, the relation "userblocked" is seen before any invite
+    assert VRChatHook().lookup(vr["group"], [blocker])[blocker].code == "userblocked"
     envelope = {"error": {"message": "User Ivy is already invited\u2024", "status_code": 400}}
     assert "already invited" in normalise_message(error_message(envelope))
     quoted = {"error": {"message": '"Missing Credentials"', "status_code": 401}}
@@ -404,3 +408,14 @@ def test_operator_reports_outcomes(sandbox, vr):
     assert [r["status"] for r in result] == ["invited", "invited"]
     assert ti.pushed["outcomes"] == result
     assert operator.group_url == f"https://vrchat.com/home/group/{vr['group']}"
+
+
+def test_big_group_few_people_is_looked_up_per_person(sandbox, vr):
+    sandbox.people("vrchat", 450, group=vr["group"])  # 5 pages of members
+    banned, member = vr["named"]["banned"], vr["named"]["member"]
+    before = len(sandbox.requests("vrchat"))
+    outcomes = invite_people(VRChatHook(), vr["group"], [banned, member, vr["users"][0]])
+    assert statuses(outcomes) == [Status.FAILED, Status.ALREADY_MEMBER, Status.INVITED]
+    gets = [r["path"] for r in sandbox.requests("vrchat")[before:] if r["method"] == "GET"]
+    assert sum("/members/" in path for path in gets) == 3
+    assert not any(path.endswith(("/members", "/invites", "/bans")) for path in gets)  # no listing

@@ -52,6 +52,8 @@ SESSION_TOKEN = "session_token"  # RuntimeStore name (contains "token": Airflow 
 #: no Retry-After on a 429: VRChat asks clients to back off for a minute, not to hammer
 DEFAULT_THROTTLE_WAIT_S = 60.0
 INVITE_PERMISSIONS = {"*", "group-invites-manage"}
+#: relations a per-person look-up acts on; others (requested, left...) leave the person invitable
+RELATIONS_THAT_COUNT = {"member", "invited", "banned", "userblocked"}
 BAN_PERMISSIONS = {"*", "group-bans-manage"}
 
 #: VRChat writes messages with look-alike punctuation (U+2024 for a full stop, U+01C3 for ``!``...)
@@ -384,6 +386,9 @@ class VRChatHook(InvitesHook):
                 "inviting a banned user would lift the ban, so nobody is invited",
                 code="no-permission",
             )
+        listing_cost = -(-int(info.get("memberCount") or 0) // PAGE) + 2  # + the invites and bans pages
+        if len(users) < listing_cost:
+            return self._lookup_each(group, users)
         wanted = set(users)
         found: dict[str, UserState] = {}
         for listing in ("members", "invites", "bans"):
@@ -393,6 +398,15 @@ class VRChatHook(InvitesHook):
                     found[user] = _state(listing, member)
                 if wanted <= found.keys():
                     return found
+        return found
+
+    def _lookup_each(self, group: str, users: Sequence[str]) -> dict[str, UserState]:
+        """``GET /groups/{id}/members/{userId}`` per person: any relation (member, invited, banned) or null."""
+        found: dict[str, UserState] = {}
+        for user in users:
+            record = self.call("GET", f"groups/{group}/members/{user}", check=self._check)
+            if isinstance(record, dict) and record.get("membershipStatus") in RELATIONS_THAT_COUNT:
+                found[user] = _state("member", record)
         return found
 
     def _listing(self, group: str, listing: str) -> Iterator[dict[str, Any]]:
