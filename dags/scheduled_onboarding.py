@@ -213,12 +213,14 @@ def _rejection(platform: str, user: str, row: dict[str, Any], why: str) -> dict[
 
 
 @task(trigger_rule=TriggerRule.ALL_DONE)
-def report(source: dict[str, Any]) -> dict[str, Any]:
+def report(source: dict[str, Any] | None) -> dict[str, Any]:
     """Counts per platform and status, who failed and why, look-ups per group; fails if anyone failed."""
     from collections import Counter
 
     from airflow.sdk.exceptions import AirflowFailException
 
+    if not source:
+        raise AirflowFailException("no people were read: see the load_people task's log")
     ti = get_current_context()["ti"]
     counts: dict[str, Counter[str]] = {p: Counter() for p in PLATFORMS}
     failures: list[dict[str, str]] = []

@@ -176,7 +176,7 @@ def onboard_conf(sandbox: SandboxClient, platform: str, **extra: object) -> dict
     }
 
 
-def test_sensor_completes_at_once_on_rocketchat(sandbox, airflow_db):
+def test_sensor_completes_at_once_on_rocketchat(sandbox, airflow_db, capsys):
     """Rocket.Chat adds people at once: the sensor's first look-up finds a member; no deferral."""
     dag = load_dag("onboard_user").dag
     conf = onboard_conf(sandbox, "rocketchat", wait_for_acceptance=True)
@@ -184,6 +184,7 @@ def test_sensor_completes_at_once_on_rocketchat(sandbox, airflow_db):
     assert run.state == "success"
     result = xcom(run, "onboard.wait_rocketchat")
     assert result["status"] == "member" and result["polls"] == 1
+    assert "| rocketchat | yes |" in capsys.readouterr().out  # the report's acceptance table
     group = conf["rocketchat_group"]
     assert xcom(run, "onboard.invite_rocketchat", "_link_GroupLink").endswith(f"/group/{group}")
 
@@ -221,6 +222,13 @@ def test_sensor_off_by_default(sandbox, airflow_db):
     run = load_dag("onboard_user").dag.test(run_conf=onboard_conf(sandbox, "rocketchat"))
     assert run.state == "success"
     assert states(run)[("onboard.wait_rocketchat", -1)] == "skipped"
+
+
+def test_scheduled_onboarding_without_a_source_fails_clearly(sandbox, airflow_db, capsys):
+    run = load_dag("scheduled_onboarding").dag.test(run_conf={})
+    assert run.state == "failed"
+    assert "no people source: set people_file" in capsys.readouterr().out
+    assert sandbox.requests() == []
 
 
 def test_trigger_fails_fast_when_nobody_invited_and_times_out_otherwise(sandbox):
