@@ -10,8 +10,6 @@ from typing import Any
 import pytest
 from e2e_api import DAG_ID, Airflow, Sandbox
 
-#: which sandbox person each check uses, so that each check's ``applied`` count is its own
-PERSON = {"browser": 0, "rest": 1, "concurrent": 2, "deferral": 3}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,14 +50,17 @@ def platforms(dag_params: dict[str, Any], sandbox_env: dict[str, Any]) -> list[s
     return found
 
 
-def conf_for(platforms: list[str], sandbox_env: dict[str, Any], person: int | dict[str, str]) -> dict[str, Any]:
-    """An ``onboard_user`` conf: one sandbox person per platform (an index into the seeded people, or ids)."""
+def new_people(sandbox: Sandbox, platforms: list[str]) -> dict[str, str]:
+    """A person on each platform whom nobody has invited yet (each check its own: its own ``applied``)."""
+    return {name: sandbox.add_people(name, 1)[0] for name in platforms}
+
+
+def conf_for(platforms: list[str], sandbox_env: dict[str, Any], people: dict[str, str]) -> dict[str, Any]:
+    """An ``onboard_user`` conf: the sandbox group and the given person on each platform."""
     conf: dict[str, Any] = {"platforms": platforms, "message": "Welcome aboard!"}
     for name in platforms:
         conf[f"{name}_group"] = sandbox_env[name]["group"]
-        conf[f"{name}_user"] = (
-            person[name] if isinstance(person, dict) else sandbox_env[name]["users"][person]
-        )
+        conf[f"{name}_user"] = people[name]
     return conf
 
 

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import PERSON, conf_for, sensor_available
+from conftest import conf_for, new_people, sensor_available
 from e2e_api import Airflow, Sandbox
 
 #: platforms where an invitation stays pending until the person accepts (Rocket.Chat adds at once)
@@ -33,7 +33,7 @@ def test_acceptance_sensor_defers_and_resumes(
     platform = next((p for p in PENDING_PLATFORMS if p in platforms), None)
     if platform is None:
         pytest.skip(f"no platform with pending invitations among {platforms}")
-    conf = conf_for([platform], sandbox_env, PERSON["deferral"])
+    conf = conf_for([platform], sandbox_env, new_people(sandbox, [platform]))
     conf.update(wait_for_acceptance=True, acceptance_poll_seconds=POLL_SECONDS)
     group, user = conf[f"{platform}_group"], conf[f"{platform}_user"]
     run_id = airflow.trigger(conf)

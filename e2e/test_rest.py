@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import PERSON, conf_for
+from conftest import conf_for, new_people
 from e2e_api import DAG_ID, Airflow, Sandbox
 
 CHANGED = {"invited", "joined"}
@@ -19,7 +19,7 @@ def report_rows(airflow: Airflow, run_id: str) -> dict[str, dict[str, Any]]:
 
 
 def test_trigger_with_conf(airflow: Airflow, sandbox: Sandbox, sandbox_env: dict, platforms: list[str]) -> None:
-    conf = conf_for(platforms, sandbox_env, PERSON["rest"])
+    conf = conf_for(platforms, sandbox_env, new_people(sandbox, platforms))
     run_id = airflow.trigger(conf)
     assert airflow.wait_runs([run_id]) == {run_id: "success"}
     rows = report_rows(airflow, run_id)
@@ -33,9 +33,11 @@ def test_trigger_with_conf(airflow: Airflow, sandbox: Sandbox, sandbox_env: dict
 
 
 @pytest.fixture(scope="module")
-def concurrent_runs(airflow: Airflow, sandbox_env: dict, platforms: list[str]) -> tuple[dict, dict[str, str]]:
+def concurrent_runs(
+    airflow: Airflow, sandbox: Sandbox, sandbox_env: dict, platforms: list[str]
+) -> tuple[dict, dict[str, str]]:
     """Two runs for the same person, triggered together; waits for both."""
-    conf = conf_for(platforms, sandbox_env, PERSON["concurrent"])
+    conf = conf_for(platforms, sandbox_env, new_people(sandbox, platforms))
     run_ids = [airflow.trigger(conf), airflow.trigger(conf)]
     return conf, airflow.wait_runs(run_ids)
 
