@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -12,7 +13,10 @@ from airflow_invites.core.adapter import InviteRequest
 from airflow_invites.core.errors import InviteInputError
 from airflow_invites.core.invite import invite_people
 from airflow_invites.core.outcome import InviteOutcome, Status, summarize
-from airflow_invites.hooks.base import InvitesHook
+from airflow_invites.platforms import PLATFORMS
+
+if TYPE_CHECKING:  # hooks (and requests) load when a task runs, not when a DAG file is parsed
+    from airflow_invites.hooks.base import InvitesHook
 
 OUTCOMES_KEY = "outcomes"
 GROUP_URL_KEY = "group_url"
@@ -39,6 +43,17 @@ def parse_bool(value: object, field: str) -> bool:
     raise InviteInputError(field, "true or false", value)
 
 
+class _HookClass:
+    """``Operator.hook_class``: the platform's hook class from the registry, imported on first use."""
+
+    def __get__(
+        self, instance: GroupInviteOperator | None, owner: type[GroupInviteOperator]
+    ) -> type[InvitesHook]:
+        platform = instance.platform if instance is not None else owner.platform
+        module_path, _, name = PLATFORMS[platform].hook.rpartition(".")
+        return getattr(import_module(module_path), name)  # type: ignore[no-any-return]
+
+
 class GroupInviteOperator(BaseOperator):
     """Invite one person or many into a group, idempotently.
 
@@ -52,7 +67,9 @@ class GroupInviteOperator(BaseOperator):
     :param skip_if_empty: skip the task (instead of failing on bad input) when ``users`` renders empty
     """
 
-    hook_class: ClassVar[type[InvitesHook]]
+    #: the platform's name in ``airflow_invites.platforms.PLATFORMS``
+    platform: str
+    hook_class = _HookClass()
     template_fields: Sequence[str] = ("group", "users", "message", "dry_run_mode", "conn_id")
     operator_extra_links = (GroupLink(),)
     ui_color = "#e8f4ea"
@@ -74,7 +91,7 @@ class GroupInviteOperator(BaseOperator):
         self.users = users
         self.message = message
         self.dry_run_mode = dry_run  # BaseOperator.dry_run is a method
-        self.conn_id = conn_id or self.hook_class.default_conn_name
+        self.conn_id = conn_id or PLATFORMS[self.platform].default_conn_id
         self.fail_on_failure = fail_on_failure
         self.skip_if_empty = skip_if_empty
         self.group_url: str | None = None

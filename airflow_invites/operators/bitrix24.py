@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from airflow_invites.hooks.bitrix24 import Bitrix24Hook
 from airflow_invites.operators.base import GroupInviteOperator
 
 
@@ -15,4 +14,4 @@ class Bitrix24GroupInviteOperator(GroupInviteOperator):
     invitation is pending: the person still has to accept it. ``message`` is the invitation text.
     """
 
-    hook_class = Bitrix24Hook
+    platform = "bitrix24"

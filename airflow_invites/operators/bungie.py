@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from airflow_invites.hooks.bungie import BungieHook
 from airflow_invites.operators.base import GroupInviteOperator
 
 
@@ -16,4 +15,4 @@ class BungieClanInviteOperator(GroupInviteOperator):
     the game or on bungie.net; until then the outcome is ``invited``.
     """
 
-    hook_class = BungieHook
+    platform = "bungie"

@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_invites.core.adapter import InviteRequest
-from airflow_invites.hooks.playfab import PlayFabHook
 from airflow_invites.operators.base import GroupInviteOperator, parse_bool
 
 
@@ -24,7 +23,7 @@ class PlayFabGroupInviteOperator(GroupInviteOperator):
         the application (outcome ``joined``) instead of inviting; PlayFab's default is true (templated)
     """
 
-    hook_class = PlayFabHook
+    platform = "playfab"
     template_fields: Sequence[str] = (
         *GroupInviteOperator.template_fields,
         "role_id",

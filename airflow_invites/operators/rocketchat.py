@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from airflow_invites.hooks.rocketchat import RocketChatHook
 from airflow_invites.operators.base import GroupInviteOperator
 
 
@@ -12,4 +11,4 @@ class RocketChatGroupInviteOperator(GroupInviteOperator):
     Rocket.Chat adds people at once (status ``invited`` = now a member); it takes no message.
     """
 
-    hook_class = RocketChatHook
+    platform = "rocketchat"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_invites.core.adapter import InviteRequest
-from airflow_invites.hooks.vrchat import VRChatHook
 from airflow_invites.operators.base import GroupInviteOperator
 
 
@@ -20,7 +19,7 @@ class VRChatGroupInviteOperator(GroupInviteOperator):
         may override a block between the bot account and the person; off by default
     """
 
-    hook_class = VRChatHook
+    platform = "vrchat"
 
     def __init__(self, *, confirm_override_block: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
