@@ -24,15 +24,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import TaskGroup, TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_invites.hooks.base import InvitesHook
 from airflow_invites.operators.base import OUTCOMES_KEY, GroupInviteOperator
 from airflow_invites.platforms import PLATFORMS
 from airflow_invites.pools import pool_name
+
+if TYPE_CHECKING:  # hooks (and requests) are imported at run time only
+    from airflow_invites.hooks.base import InvitesHook
 
 #: XCom key of ``BulkInviteOperator``'s per-group figures (people, look-ups, requests)
 STATS_KEY = "stats"

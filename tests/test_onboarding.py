@@ -269,20 +269,29 @@ def test_trigger_fails_fast_when_nobody_invited_and_times_out_otherwise(sandbox)
 IMPORT_PROBE = """
 import json, runpy, sys, time
 import airflow.sdk
+before = set(sys.modules)
 started = time.perf_counter()
 runpy.run_path(sys.argv[1], run_name="dag_file")
 cost = time.perf_counter() - started
-server = sorted(m for m in sys.modules
-                if m.split(".")[0] in ("fastapi", "uvicorn", "starlette") or m.startswith("airflow_invites.sandbox"))
-print(json.dumps({"ms": cost * 1000, "server": server}))
+new = set(sys.modules) - before
+print(json.dumps({"ms": cost * 1000, "new": sorted(new)}))
 """
+#: never imported by parsing a DAG file: server code, and the HTTP stack (hooks load at run time)
+FORBIDDEN = (
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "airflow_invites.sandbox",
+    "requests",
+    "airflow_invites.hooks",
+)
 
 
 @pytest.mark.parametrize("name", ["onboard_user", "scheduled_onboarding"])
 def test_dag_file_imports_cheaply_and_no_server_code(name, tmp_path):
     env = {"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     costs = []
-    for _ in range(2):  # the best of two: the machine may be busy
+    for _ in range(3):  # the first run warms AIRFLOW_HOME; the best of the others counts
         done = subprocess.run(
             [sys.executable, "-c", IMPORT_PROBE, str(DAGS / f"{name}.py")],
             capture_output=True,
@@ -292,7 +301,9 @@ def test_dag_file_imports_cheaply_and_no_server_code(name, tmp_path):
             check=True,
         )
         probe = json.loads(done.stdout.strip().splitlines()[-1])
-        assert probe["server"] == []
+        assert [m for m in probe["new"] if m.startswith(FORBIDDEN)] == []
         costs.append(probe["ms"])
-    print(f"FIGURE {name}: DAG file import adds {min(costs):.0f} ms to airflow.sdk")
-    assert min(costs) < 250  # generous for a loaded CI machine; see docs/onboarding.md for figures
+    print(f"FIGURE {name}: DAG file import adds {min(costs[1:]):.0f} ms to airflow.sdk")
+    # a tripwire for a heavy import (FastAPI alone is ~300 ms); the figure on a quiet machine is
+    # in docs/onboarding.md. Well under 100 ms there; this machine may be busy running other tests.
+    assert min(costs[1:]) < 200
