@@ -209,8 +209,7 @@ class BulkInviteOperator(GroupInviteOperator):
         self._hook: InvitesHook | None = None
 
     def get_hook(self) -> InvitesHook:
-        module_path, _, name = PLATFORMS[self.platform].hook.rpartition(".")
-        hook: InvitesHook = getattr(import_module(module_path), name)(conn_id=self.conn_id)
+        hook = super().get_hook()  # the platform's hook class, from the registry
         lookup = hook.lookup
 
         def counted_lookup(group: str, users: Sequence[str]) -> Any:
