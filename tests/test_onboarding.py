@@ -189,19 +189,20 @@ def test_sensor_completes_at_once_on_rocketchat(sandbox, airflow_db, capsys):
     assert xcom(run, "onboard.invite_rocketchat", "_link_GroupLink").endswith(f"/group/{group}")
 
 
-def test_sensor_defers_until_the_invite_is_accepted(sandbox, airflow_db):
-    """PlayFab keeps an invitation pending: the sensor defers, the trigger polls until accepted."""
-    conf = onboard_conf(sandbox, "playfab", wait_for_acceptance=True, acceptance_poll_seconds=1)
-    user, group = conf["playfab_user"], conf["playfab_group"]
+@pytest.mark.parametrize("platform", ["playfab", "vrchat", "bungie", "bitrix24"])
+def test_sensor_defers_until_the_invite_is_accepted(sandbox, airflow_db, platform):
+    """An invitation stays pending: the sensor defers, the trigger polls until it is accepted."""
+    conf = onboard_conf(sandbox, platform, wait_for_acceptance=True, acceptance_poll_seconds=1)
+    user, group = conf[f"{platform}_user"], conf[f"{platform}_group"]
     accepted = threading.Event()
 
     def accept_when_invited() -> None:
         client = SandboxClient(sandbox.base_url)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if any(row["applied"] for row in client.invites("playfab")):
+            if any(row["applied"] for row in client.invites(platform)):
                 time.sleep(1.5)  # let the sensor see the pending invite and defer first
-                client.accept("playfab", str(group), str(user))
+                client.accept(platform, str(group), str(user))
                 accepted.set()
                 return
             time.sleep(0.2)
@@ -212,7 +213,7 @@ def test_sensor_defers_until_the_invite_is_accepted(sandbox, airflow_db):
     helper.join(timeout=5)
     assert accepted.is_set()
     assert run.state == "success"
-    result = xcom(run, "onboard.wait_playfab")
+    result = xcom(run, f"onboard.wait_{platform}")
     assert result["status"] == "member"
     assert result["polls"] >= 1  # polls counted by the trigger, after the deferral
     assert "detail" in result  # only the trigger's event carries one: the task really deferred
