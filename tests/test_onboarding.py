@@ -141,6 +141,29 @@ def test_a_platform_refusing_the_group_does_not_stop_the_others(sandbox, airflow
     assert "| playfab | not-an-entity-id | Dee <dee@example.test> | users: expected" in log
 
 
+def test_one_map_index_per_group_and_duplicates_invited_once(sandbox, airflow_db, tmp_path, capsys):
+    env = sandbox.env()["rocketchat"]
+    first, second = sandbox.people("rocketchat", 2)
+    people = write_people(
+        tmp_path / "people.csv",
+        [
+            {"Name": "Ann", "RocketChat": first, "rocketchat_group": ""},
+            {"Name": "Ann (again)", "RocketChat": f" {first} ", "rocketchat_group": ""},
+            {"Name": "Bob", "RocketChat": second, "rocketchat_group": "archive-room"},
+        ],
+    )
+    run = load_dag("scheduled_onboarding").dag.test(
+        run_conf={"people_file": str(people), "rocketchat_group": env["group"]}
+    )
+    assert run.state == "failed"  # Bob's group does not exist
+    by_task = states(run)
+    assert (by_task[("invite_rocketchat", 0)], by_task[("invite_rocketchat", 1)]) == ("success", "failed")
+    assert [(row["user"], row["applied"]) for row in sandbox.invites("rocketchat")] == [(first, 1)]
+    log = capsys.readouterr().out
+    assert "| rocketchat | 1 | 0 | 0 | 0 | 0 | 1 |" in log
+    assert f"| rocketchat | {second} | Bob | rocketchat: group not found" in log
+
+
 def test_people_come_from_a_sql_query(tmp_path):
     """``rows_from_sql`` through a common.sql DbApiHook (here over SQLite)."""
     import sqlite3
