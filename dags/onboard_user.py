@@ -10,6 +10,7 @@ The ``report`` task shows every platform's outcome and fails the run if any plat
 from __future__ import annotations
 
 from importlib.util import find_spec
+from typing import Any
 
 from airflow.sdk import DAG, Param
 
@@ -32,10 +33,10 @@ params: dict[str, Param] = {
     ),
 }
 for name, spec in PLATFORMS.items():
-    user_schema: dict[str, object] = {"type": ["null", "string"]}
+    user_schema: dict[str, Any] = {"type": ["null", "string"]}
     if spec.user_pattern:
         user_schema["pattern"] = f"^$|{spec.user_pattern}"
-    group_schema: dict[str, object] = {"type": ["null", "string"]}
+    group_schema: dict[str, Any] = {"type": ["null", "string"]}
     if spec.group_pattern:
         group_schema["pattern"] = f"^$|{spec.group_pattern}"
     params[f"{name}_user"] = Param(
