@@ -157,7 +157,8 @@ def test_full_clan_is_permanent_for_everyone(sandbox, live):
     outcomes = invite_people(BungieHook(), live.full_group_id, env["users"][:3])
     assert statuses(outcomes) == [Status.FAILED] * 3
     assert {o.code for o in outcomes} == {"ClanMaximumMembershipReached"}
-    assert len(invite_posts(sandbox)) == 1  # a refusal of the clan: nobody else is tried
+    # a refusal of the clan: nobody else is tried, beyond the invites already in flight with it
+    assert 1 <= len(invite_posts(sandbox)) <= BungieHook.invite_concurrency
     assert len(calls(sandbox, f"/{live.full_group_id}/Members/")) == 1  # 100 members on one page
 
 
@@ -192,7 +193,10 @@ def test_access_token_expired_mid_batch_refreshes_once(sandbox, live):
     assert statuses(outcomes) == [Status.INVITED] * 4
     assert len(token_calls(sandbox)) == 2 and hook.refreshes == 2
     statuses_seen = [r["status"] for r in invite_posts(sandbox)]
-    assert statuses_seen == [200, 500, 200, 200, 200]  # 2111 AccessTokenHasExpired once, then the retry
+    # 2111 AccessTokenHasExpired for the invites in flight when the token expired (up to the
+    # invite threads less the one that finished first), one refresh for all, then their retries
+    assert statuses_seen[0] == 200 and statuses_seen.count(200) == 4
+    assert 1 <= statuses_seen.count(500) <= BungieHook.invite_concurrency - 1
     assert all(i["applied"] == 1 for i in sandbox.invites(P))
 
 

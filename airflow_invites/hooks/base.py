@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
@@ -39,6 +40,7 @@ class InvitesHook(BaseHook, InviteAdapter):
         self.conn_id: str = named or conn_id or self.default_conn_name
         self.scrubber = SecretScrubber()
         self.store = RuntimeStore(self.conn_id)
+        self._auth_lock = threading.RLock()  # invite threads share one login / token
 
     # -- connection ------------------------------------------------------------------------------
 
@@ -107,11 +109,19 @@ class InvitesHook(BaseHook, InviteAdapter):
             method,
             path,
             check=check,
-            auth=self.auth_headers,
-            reauthenticate=self.reauthenticate if self.can_reauthenticate() else None,
+            auth=self._locked_auth_headers,
+            reauthenticate=self._locked_reauthenticate if self.can_reauthenticate() else None,
             write=write,
             **kwargs,
         )
+
+    def _locked_auth_headers(self) -> Mapping[str, str]:
+        with self._auth_lock:
+            return self.auth_headers()
+
+    def _locked_reauthenticate(self) -> None:
+        with self._auth_lock:
+            self.reauthenticate()
 
     def auth_headers(self) -> Mapping[str, str]:
         """Headers that authenticate a call (authenticating first if needed)."""
