@@ -26,7 +26,7 @@ from datetime import timedelta
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import TaskGroup, TriggerRule, get_current_context, task
+from airflow.sdk import BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_invites.operators.base import OUTCOMES_KEY, GroupInviteOperator
@@ -127,46 +127,60 @@ def onboarding_task_group(
                 )
                 invite >> wait
                 wait_tasks.append(wait)
-        report_task = report.override(task_id="report", trigger_rule=TriggerRule.ALL_DONE)(
-            [t.task_id for t in invite_tasks], [t.task_id for t in wait_tasks]
+        report_task = OnboardingReportOperator(
+            task_id="report",
+            invite_task_ids=[t.task_id for t in invite_tasks],
+            wait_task_ids=[t.task_id for t in wait_tasks],
+            trigger_rule=TriggerRule.ALL_DONE,
         )
         for upstream in invite_tasks + wait_tasks:
             upstream >> report_task
     return group
 
 
-@task
-def report(task_ids: list[str], wait_task_ids: list[str] | None = None) -> list[dict[str, Any]]:
+class OnboardingReportOperator(BaseOperator):
     """A Markdown table of every platform's outcomes in the log; fails the run if anyone failed.
 
-    ``wait_task_ids``: the acceptance sensors; one that neither succeeded nor was skipped fails the run.
+    :param invite_task_ids: the invite tasks, whose XCom ``outcomes`` it reads
+    :param wait_task_ids: the acceptance sensors; one that neither succeeded nor was skipped fails the run
     """
-    context = get_current_context()
-    ti = context["ti"]
-    rows: list[dict[str, Any]] = []
-    lines = ["| platform | group | user | status | detail |", "|---|---|---|---|---|"]
-    failed_platforms = []
-    for task_id in task_ids:
-        outcomes = ti.xcom_pull(task_ids=task_id, key=OUTCOMES_KEY) or []
-        platform = task_id.rsplit("invite_", 1)[-1]
-        if not outcomes:
-            lines.append(f"| {platform} | | | skipped | no person given, or the task did not run |")
-            continue
-        for outcome in outcomes:
-            rows.append(outcome)
-            detail = str(outcome.get("detail", "")).replace("|", "/")
-            lines.append(
-                f"| {outcome['platform']} | {outcome['group']} | {outcome['user']} | {outcome['status']} | {detail} |"
-            )
-            if outcome["status"] == "failed" and platform not in failed_platforms:
-                failed_platforms.append(platform)
-    not_accepted = _acceptance_lines(context, wait_task_ids or [], lines)
-    failed_platforms += [p for p in not_accepted if p not in failed_platforms]
-    table = "\n".join(lines)
-    print(table)  # the task log shows the table as it is
-    if failed_platforms:
-        raise AirflowFailException(f"onboarding failed on: {', '.join(failed_platforms)}\n{table}")
-    return rows
+
+    ui_color = "#f0ede4"
+
+    def __init__(
+        self, *, invite_task_ids: list[str], wait_task_ids: list[str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.invite_task_ids = invite_task_ids
+        self.wait_task_ids = wait_task_ids or []
+
+    def execute(self, context: Any) -> list[dict[str, Any]]:
+        ti = context["ti"]
+        rows: list[dict[str, Any]] = []
+        lines = ["| platform | group | user | status | detail |", "|---|---|---|---|---|"]
+        failed_platforms = []
+        for task_id in self.invite_task_ids:
+            outcomes = ti.xcom_pull(task_ids=task_id, key=OUTCOMES_KEY) or []
+            platform = task_id.rsplit("invite_", 1)[-1]
+            if not outcomes:
+                lines.append(f"| {platform} | | | skipped | no person given, or the task did not run |")
+                continue
+            for outcome in outcomes:
+                rows.append(outcome)
+                detail = str(outcome.get("detail", "")).replace("|", "/")
+                lines.append(
+                    f"| {outcome['platform']} | {outcome['group']} | {outcome['user']} | {outcome['status']} "
+                    f"| {detail} |"
+                )
+                if outcome["status"] == "failed" and platform not in failed_platforms:
+                    failed_platforms.append(platform)
+        not_accepted = _acceptance_lines(context, self.wait_task_ids, lines)
+        failed_platforms += [p for p in not_accepted if p not in failed_platforms]
+        table = "\n".join(lines)
+        print(table)  # the task log shows the table as it is
+        if failed_platforms:
+            raise AirflowFailException(f"onboarding failed on: {', '.join(failed_platforms)}\n{table}")
+        return rows
 
 
 def _acceptance_lines(context: Any, wait_task_ids: list[str], lines: list[str]) -> list[str]:

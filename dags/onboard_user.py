@@ -9,17 +9,12 @@ The ``report`` task shows every platform's outcome and fails the run if any plat
 
 from __future__ import annotations
 
-from importlib.util import find_spec
 from typing import Any
 
 from airflow.sdk import DAG, Param
 
 from airflow_invites.onboarding import DEFAULT_ORDER, onboarding_task_group
-from airflow_invites.platforms import PLATFORMS as ALL_PLATFORMS
-
-# TEMPORARY while platforms land: only those whose operator module exists
-PLATFORMS = {n: s for n, s in ALL_PLATFORMS.items() if find_spec(s.operator.rsplit(".", 1)[0])}
-DEFAULT_ORDER = tuple(p for p in DEFAULT_ORDER if p in PLATFORMS)
+from airflow_invites.platforms import PLATFORMS
 
 params: dict[str, Param] = {
     "platforms": Param(
