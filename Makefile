@@ -35,3 +35,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) site .airflow
+
+# make e2e: a real Airflow 3.3 (PostgreSQL, api-server, scheduler, dag-processor, triggerer, then Celery
+# with two workers) driven through the UI (headless Chromium) and REST; see docs/deploy.md and e2e/run.sh
+.PHONY: e2e
+e2e: $(STAMP)
+	bash e2e/run.sh

@@ -10,6 +10,19 @@ from typing import Any
 import pytest
 from e2e_api import DAG_ID, Airflow, Sandbox
 
+#: figures the checks measured, printed at the end of the pytest run (``fact("...")``)
+FACTS: list[str] = []
+
+
+def fact(text: str) -> None:
+    FACTS.append(text)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FACTS:
+        terminalreporter.section("e2e figures")
+        for line in FACTS:
+            terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -36,7 +36,7 @@ if [ ${#missing_debs[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing_debs[@]}" >/dev/null
   PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 fi
-if ! "$BIN/python" -c "import psycopg2, asyncpg, playwright, airflow.providers.celery" 2>/dev/null; then
+if ! "$BIN/python" -c "import psycopg2, asyncpg, playwright.sync_api, airflow.providers.celery.executors.celery_executor_utils" >/dev/null 2>&1; then
   AIRFLOW_VERSION=$("$BIN/python" -c "import importlib.metadata as m; print(m.version('apache-airflow'))")
   echo "pip install -r e2e/requirements.txt (apache-airflow kept at $AIRFLOW_VERSION)"
   "$BIN/python" -m pip install --quiet -r e2e/requirements.txt "apache-airflow==$AIRFLOW_VERSION"
@@ -72,7 +72,8 @@ export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$LOG_PORT AIRFLOW__LOGGING__TRIG
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=30
 export AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK=False
 export AIRFLOW__CELERY__BROKER_URL=redis://127.0.0.1:$REDIS_PORT/0
-export AIRFLOW__CELERY__RESULT_BACKEND=db+postgresql://airflow:airflow@127.0.0.1:$PG_PORT/airflow
+export AIRFLOW__CELERY__RESULT_BACKEND=db+postgresql+psycopg2://airflow:airflow@127.0.0.1:$PG_PORT/airflow
+# (SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not installed: name the driver)
 export AIRFLOW__CELERY__WORKER_CONCURRENCY=2
 printf '{"admin": "%s"}\n' "$ADMIN_PASSWORD" >"$AIRFLOW_HOME/passwords.json"
 # what the checks read
@@ -161,6 +162,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+watch_components() {  # wait_ready.py gives up at once when one of these has died
+  export E2E_WATCH=""
+  for name in "${!PGIDS[@]}"; do E2E_WATCH+="$name:${PGIDS[$name]} "; done
+}
 wait_http() {  # wait_http URL SECONDS WHAT
   for _ in $(seq $(($2 * 5))); do curl -fs -o /dev/null "$1" && return 0; sleep 0.2; done
   die "$3 did not answer on $1 within $2 s"
@@ -214,7 +219,7 @@ start scheduler "$BIN/airflow" scheduler
 start dag-processor "$BIN/airflow" dag-processor
 start triggerer "$BIN/airflow" triggerer
 wait_http "$E2E_API/api/v2/monitor/health" 120 "api-server"
-"$BIN/python" e2e/wait_ready.py --dag onboard_user --timeout 180
+watch_components; "$BIN/python" e2e/wait_ready.py --dag onboard_user --timeout 180
 phase_end
 if [ -n "${E2E_HOLD:-}" ]; then  # development: keep the stack up; stop with Ctrl-C or kill <this pid>
   export -p | grep -E ' (AIRFLOW|E2E_|INVITES_)' >"$WORK/env.sh"
@@ -251,7 +256,7 @@ for n in 1 2; do
     "$BIN/airflow" celery worker --celery-hostname "w$n@%h" --concurrency 2 --pid "$WORK/w$n.pid"
 done
 start scheduler "$BIN/airflow" scheduler
-"$BIN/python" e2e/wait_ready.py --celery-workers 2 --timeout 120
+watch_components; "$BIN/python" e2e/wait_ready.py --celery-workers 2 --timeout 120
 phase_end
 
 phase_start "checks on CeleryExecutor + task logs"

@@ -33,6 +33,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 UI_CONN_ID = "rocketchat_ui"
+# a shared 2-core machine: give the UI time (Playwright's default for expect() is 5 s)
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="module")
@@ -102,14 +104,18 @@ def test_connection_form_offers_the_types_own_fields(page: Page, conn_type: str,
     standard = labels(dialog)
     for field, label in behaviour.get("relabeling", {}).items():
         if field not in behaviour.get("hidden-fields", []):
-            assert label in standard, f"{conn_type}: standard field {field} should be labelled {label!r}: {standard}"
+            assert label in standard, (
+                f"{conn_type}: standard field {field} should be labelled {label!r}: {standard}"
+            )
     for hidden in behaviour.get("hidden-fields", []):
         assert hidden.capitalize() not in standard, f"{conn_type}: {hidden} should be hidden: {standard}"
     before = set(standard)
     open_section(dialog, "Extra Fields")
     extra = set(labels(dialog)) - before - {"Description"}
     expected = {spec["label"] for spec in info.get("conn-fields", {}).values()}
-    assert extra == expected, f"{conn_type}: the form's extra fields {sorted(extra)} != provider info {sorted(expected)}"
+    assert extra == expected, (
+        f"{conn_type}: the form's extra fields {sorted(extra)} != provider info {sorted(expected)}"
+    )
     if conn_type == "rocketchat":
         open_section(dialog, "Standard Fields")
         dialog.screenshot(path=images / "connection-form.png")
@@ -135,7 +141,9 @@ def test_save_connection_from_the_form(page: Page, airflow: Airflow, sandbox_env
     expect(dialog).to_be_hidden()
 
     saved = airflow.get(f"/connections/{UI_CONN_ID}")
-    assert saved["conn_type"] == "rocketchat" and saved["host"] == env["host"] and saved["login"] == env["login"]
+    assert (
+        saved["conn_type"] == "rocketchat" and saved["host"] == env["host"] and saved["login"] == env["login"]
+    )
     extra = json.loads(saved["extra"])
     # bare field names in extra; the REST API masks the sensitive ones
     assert extra["auth_type"] == "token" and extra["timeout"] == 15 and extra["verify_ssl"] is True, extra
@@ -190,7 +198,9 @@ def test_trigger_form_run(
     page.screenshot(path=images / "finished-run.png")
     page.goto(f"{API}/dags/{DAG_ID}/runs/{quote(run_id)}/tasks/onboard.report")
     expect(page.get_by_text("Returned value was").first).to_be_visible()
-    row = page.get_by_text(f"| rocketchat | {sandbox_env['rocketchat']['group']} | {people['rocketchat']} | invited")
+    row = page.get_by_text(
+        f"| rocketchat | {sandbox_env['rocketchat']['group']} | {people['rocketchat']} | invited"
+    )
     if not row.first.is_visible():
         # the table is print()ed; Airflow stamps stdout lines when the supervisor reads them, after
         # the task returned, so the UI files them under the collapsed "Post Execute" group

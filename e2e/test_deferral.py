@@ -46,7 +46,7 @@ def test_acceptance_sensor_defers_and_resumes(
         job = ti.get("triggerer_job") or {}
         return ti["state"] == "deferred" and bool(job.get("id")), (ti["state"], ti.get("trigger"), job)
 
-    state, trigger, job = wait_for("sensor deferred and picked up by the triggerer", picked_up)
+    _state, trigger, job = wait_for("sensor deferred and picked up by the triggerer", picked_up)
     assert trigger["classpath"].startswith("airflow_invites.triggers."), trigger
     assert job.get("job_type") in (None, "TriggererJob"), job
     time.sleep(3 * POLL_SECONDS)  # several look-ups in the triggerer: still waiting

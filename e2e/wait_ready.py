@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -15,7 +16,9 @@ def healthy() -> tuple[bool, str]:
         health = requests.get(f"{API}/api/v2/monitor/health", timeout=5).json()
     except (requests.RequestException, ValueError) as exc:
         return False, f"health: {exc}"
-    bad = {k: v.get("status") for k, v in health.items() if isinstance(v, dict) and v.get("status") != "healthy"}
+    bad = {
+        k: v.get("status") for k, v in health.items() if isinstance(v, dict) and v.get("status") != "healthy"
+    }
     return not bad, f"health: {bad or 'all healthy'}"
 
 
@@ -32,6 +35,20 @@ def celery_workers() -> int:
     return len(app.control.ping(timeout=1.0) or [])
 
 
+def dead_components() -> list[str]:
+    """Components of ``E2E_WATCH`` (``name:pid ...``) that are no longer running."""
+    dead = []
+    for item in os.environ.get("E2E_WATCH", "").split():
+        name, _, pid = item.partition(":")
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            dead.append(name)
+        except PermissionError:
+            pass
+    return dead
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dag")
@@ -41,6 +58,10 @@ def main() -> int:
     airflow = Airflow()
     deadline, t0, status = time.monotonic() + args.timeout, time.monotonic(), ""
     while time.monotonic() < deadline:
+        dead = dead_components()
+        if dead:
+            print(f"not ready: {', '.join(dead)} exited (see its log in $E2E_WORK/logs)", file=sys.stderr)
+            return 1
         ok, status = healthy()
         if ok and args.dag:
             ok, status = dag_parsed(airflow, args.dag)
