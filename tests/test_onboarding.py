@@ -181,8 +181,9 @@ def test_people_come_from_a_sql_query(tmp_path):
         def get_conn(self) -> sqlite3.Connection:
             return sqlite3.connect(database)
 
-    module = load_dag("scheduled_onboarding")
-    rows = module.rows_from_sql(SqliteHook(), "select * from staff")
+    from airflow_invites.bulk import rows_from_sql
+
+    rows = rows_from_sql(SqliteHook(), "select * from staff")
     assert rows == [{"name": "Ann", "email": "ann@example.test", "rocketchat": "abc", "vrchat": ""}]
 
 
