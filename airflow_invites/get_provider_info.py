@@ -7,6 +7,9 @@ from typing import Any
 from airflow_invites import __version__
 from airflow_invites.platforms import COMMON_CONN_FIELDS, PLATFORMS
 
+#: the integration of the parts that serve every platform (onboarding, sensor, trigger)
+GENERIC = "Invites"
+
 
 def get_provider_info() -> dict[str, Any]:
     specs = list(PLATFORMS.values())
@@ -16,28 +19,28 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Invite people into groups on Bungie.net, VRChat, PlayFab, Bitrix24 and Rocket.Chat, "
         "idempotently, and onboard new people across them.",
         "versions": [__version__],
-        "integrations": [{"integration-name": spec.display, "tags": ["service"]} for spec in specs],
+        "integrations": [
+            {"integration-name": GENERIC, "tags": ["service"]},
+            *({"integration-name": spec.display, "tags": ["service"]} for spec in specs),
+        ],
         "hooks": [
             {"integration-name": spec.display, "python-modules": [spec.hook.rsplit(".", 1)[0]]}
             for spec in specs
         ],
         "operators": [
-            {"integration-name": spec.display, "python-modules": [spec.operator.rsplit(".", 1)[0]]}
-            for spec in specs
-        ],
-        "sensors": [
             {
-                "integration-name": spec.display,
-                "python-modules": ["airflow_invites.sensors.membership"],
-            }
-            for spec in specs
+                "integration-name": GENERIC,
+                "python-modules": ["airflow_invites.onboarding", "airflow_invites.bulk"],
+            },
+            *(
+                {"integration-name": spec.display, "python-modules": [spec.operator.rsplit(".", 1)[0]]}
+                for spec in specs
+            ),
         ],
+        # one sensor and one trigger serve every platform (they call the platform's hook)
+        "sensors": [{"integration-name": GENERIC, "python-modules": ["airflow_invites.sensors.membership"]}],
         "triggers": [
-            {
-                "integration-name": spec.display,
-                "python-modules": ["airflow_invites.triggers.membership"],
-            }
-            for spec in specs
+            {"integration-name": GENERIC, "python-modules": ["airflow_invites.triggers.membership"]}
         ],
         "extra-links": ["airflow_invites.operators.base.GroupLink"],
         "connection-types": [
