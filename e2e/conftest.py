@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,13 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("e2e figures")
         for line in FACTS:
             terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)  # fixtures can see whether the check failed
+    return report
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

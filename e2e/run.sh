@@ -129,10 +129,12 @@ cleanup() {
   set +e
   echo; echo "== [$(elapsed)] stopping everything"
   local t=$(date +%s.%N)
-  for name in w1 w2 scheduler triggerer dag-processor api-server sandbox redis; do
+  # Airflow first (in parallel: the triggerer alone takes a while), then what it talks to
+  for name in w1 w2 scheduler triggerer dag-processor api-server; do
     [ -n "${PGIDS[$name]:-}" ] && stop "$name" 40 &
   done
   wait
+  for name in sandbox redis; do [ -n "${PGIDS[$name]:-}" ] && stop "$name" 10; done
   for name in "${!PGIDS[@]}"; do stop "$name" 5; done
   if [ -f "$WORK/pg/data/postmaster.pid" ]; then
     as_postgres "$PG_BIN/pg_ctl" -D "$WORK/pg/data" -m fast -w -t 30 stop >/dev/null

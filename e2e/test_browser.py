@@ -54,6 +54,15 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
+@pytest.fixture(autouse=True)
+def screenshot_on_failure(request: pytest.FixtureRequest, page: Page) -> Iterator[None]:
+    """A failed check leaves a screenshot next to the component logs ($E2E_WORK/logs)."""
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed and os.environ.get("E2E_WORK"):
+        page.screenshot(path=Path(os.environ["E2E_WORK"]) / "logs" / f"{request.node.name}.png")
+
+
 def provider_connection_types() -> dict[str, dict[str, Any]]:
     from airflow_invites.get_provider_info import get_provider_info
 
@@ -197,7 +206,7 @@ def test_trigger_form_run(
     page.wait_for_timeout(1500)
     page.screenshot(path=images / "finished-run.png")
     page.goto(f"{API}/dags/{DAG_ID}/runs/{quote(run_id)}/tasks/onboard.report")
-    expect(page.get_by_text("Returned value was").first).to_be_visible()
+    expect(page.get_by_text("Post Execute").first).to_be_visible()  # the log has loaded
     row = page.get_by_text(
         f"| rocketchat | {sandbox_env['rocketchat']['group']} | {people['rocketchat']} | invited"
     )
