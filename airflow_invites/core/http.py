@@ -33,6 +33,8 @@ T = TypeVar("T")
 Check = Callable[[requests.Response], T]
 
 DEFAULT_TIMEOUT = 30.0
+#: a reply body larger than this is refused unread (no platform's API answers this much at once)
+MAX_REPLY_BYTES = 20 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -108,8 +110,10 @@ class HttpClient:
         rate_limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | None = None,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         self.platform = platform
+        self.max_reply_bytes = max_reply_bytes
         self.base_url = base_url.rstrip("/")
         self.scrubber = scrubber
         self.timeout = timeout
@@ -213,7 +217,9 @@ class HttpClient:
                 timeout=self.timeout,
                 verify=self.verify,
                 allow_redirects=False,
+                stream=True,  # the body is read below, up to max_reply_bytes
             )
+            self._read_body(response, method, url, write)
         except requests.RequestException as exc:
             kind = type(exc).__name__
             raise TransientPlatformError(
@@ -235,6 +241,23 @@ class HttpClient:
                 "Check the connection's host."
             )
         return check(response)
+
+    def _read_body(self, response: requests.Response, method: str, url: str, write: bool) -> None:
+        """Read the body into ``response`` (as without streaming), refusing one over the cap."""
+        size = 0
+        chunks: list[bytes] = []
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > self.max_reply_bytes:
+                response.close()  # drops the connection: the rest is never read
+                raise TransientPlatformError(
+                    f"{self.platform}: {method} {self._shown(url)} answered HTTP {response.status_code} "
+                    f"with a body over {self.max_reply_bytes // (1024 * 1024)} MB; not read",
+                    maybe_applied=write,
+                )
+            chunks.append(chunk)
+        response._content = b"".join(chunks)
+        response._content_consumed = True  # type: ignore[attr-defined]
 
     def _shown(self, url: str) -> str:
         """The URL's path, secrets scrubbed (never the query string, which may carry tokens)."""

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 #: how often one chunk is re-checked and re-sent after replies that were lost
 MAX_AMBIGUOUS_ROUNDS = 5
 
+#: what an adapter raises on a reply of a shape it did not expect (a proxy's JSON, a changed API)
+_SHAPE_ERRORS = (KeyError, IndexError, TypeError, AttributeError, ValueError)
+
 _FROM_PRESENCE = {
     Presence.MEMBER: Status.ALREADY_MEMBER,
     Presence.INVITED: Status.ALREADY_INVITED,
@@ -74,7 +77,7 @@ def invite_people(
     group_id, ids, req = validate(adapter, group, users, request or InviteRequest())
     results: dict[str, InviteResult] = {}
     try:
-        state = adapter.lookup(group_id, ids)
+        state = _lookup(adapter, group_id, ids)
     except (PermanentPlatformError, PlatformAuthError) as exc:
         failed = InviteResult(Status.FAILED, str(exc), exc.code)
         return [
@@ -155,7 +158,7 @@ def _invite_chunk(
     remaining = chunk
     for _round in range(MAX_AMBIGUOUS_ROUNDS):
         try:
-            results.update(adapter.send_invites(group, remaining, request))
+            results.update(_send(adapter, group, remaining, request))
             return results
         except TransientPlatformError as exc:
             if not exc.maybe_applied:
@@ -166,7 +169,7 @@ def _invite_chunk(
                 len(remaining),
                 exc,
             )
-        state = adapter.lookup(group, remaining)
+        state = _lookup(adapter, group, remaining)
         still_absent = []
         for user in remaining:
             current: UserState = state.get(user, ABSENT)
@@ -182,6 +185,36 @@ def _invite_chunk(
     raise TransientPlatformError(
         f"{adapter.platform}: invites to {len(remaining)} people got no usable reply "
         f"{MAX_AMBIGUOUS_ROUNDS} times in a row"
+    )
+
+
+def _lookup(adapter: InviteAdapter, group: str, users: list[str]) -> dict[str, UserState]:
+    try:
+        return dict(adapter.lookup(group, users))
+    except InviteInputError:
+        raise
+    except _SHAPE_ERRORS as exc:
+        raise _unexpected_shape(adapter, exc, maybe_applied=False) from exc
+
+
+def _send(
+    adapter: InviteAdapter, group: str, users: list[str], request: InviteRequest
+) -> dict[str, InviteResult]:
+    try:
+        return dict(adapter.send_invites(group, users, request))
+    except InviteInputError:
+        raise
+    except _SHAPE_ERRORS as exc:  # the invite may have been applied: look again before re-sending
+        raise _unexpected_shape(adapter, exc, maybe_applied=True) from exc
+
+
+def _unexpected_shape(
+    adapter: InviteAdapter, exc: Exception, *, maybe_applied: bool
+) -> TransientPlatformError:
+    """A clear, retryable error instead of a crash when a reply is not what the platform sends."""
+    return TransientPlatformError(
+        f"{adapter.platform}: a reply of an unexpected shape ({type(exc).__name__}: {str(exc)[:100]})",
+        maybe_applied=maybe_applied,
     )
 
 
