@@ -16,7 +16,14 @@ from fastapi import FastAPI, HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_invites.sandbox import platforms as platforms_pkg
-from airflow_invites.sandbox.core import FAULT_KINDS, FaultPlan, Ledger, PlatformEnv, SandboxPlatform
+from airflow_invites.sandbox.core import (
+    FAULT_KINDS,
+    HOSTILE_KINDS,
+    FaultPlan,
+    Ledger,
+    PlatformEnv,
+    SandboxPlatform,
+)
 
 MAX_PEOPLE = 20_000
 
@@ -106,10 +113,56 @@ class FaultMiddleware:
                     await _truncate(messages, send)
                 else:
                     await _drop(send)
+            elif fault in ("empty", "malformed"):
+                await _collect(self.app, scope, receive)  # applied; the reply is replaced
+                body = b"" if fault == "empty" else MALFORMED_BODY
+                await _reply(logged_send, 200, body, b"application/json")
+            elif fault == "html":
+                await _reply(logged_send, 502, HTML_ERROR_PAGE, b"text/html")
+            elif fault == "redirect":
+                location = plan.redirect_to.rstrip("/") + scope["path"]
+                await _reply(logged_send, 302, b"", b"text/html", [(b"location", location.encode())])
+            elif fault == "huge":
+                await _huge(logged_send, plan.huge_bytes)
             else:
                 await self.app(scope, receive, logged_send)
         finally:
             ledger.log_request(*log_entry, status_box["status"])
+
+
+#: a proxy's error page, as a load balancer in front of the API sends it
+HTML_ERROR_PAGE = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1></body></html>"
+)
+#: valid JSON, but no platform's envelope
+MALFORMED_BODY = b'{"unexpected": ["not", "the", "envelope"]}'
+HUGE_CHUNK = 1024 * 1024
+
+
+async def _reply(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    start_headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": start_headers + (headers or [])})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _huge(send: Send, size: int) -> None:
+    """A 200 whose JSON body never ends before ``size`` bytes (a runaway reply)."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(size).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    head = b'{"data": "'
+    await send({"type": "http.response.body", "body": head, "more_body": True})
+    left = size - len(head)
+    chunk = b"x" * HUGE_CHUNK
+    while left > 0:
+        part = chunk[: min(left, HUGE_CHUNK)]
+        left -= len(part)
+        await send({"type": "http.response.body", "body": part, "more_body": left > 0})
 
 
 async def _collect(app: ASGIApp, scope: Scope, receive: Receive) -> list[Message]:
@@ -194,9 +247,10 @@ def create_app(sandbox: Sandbox | None = None) -> FastAPI:
         if name != "*":
             sandbox.platform(name)
         kinds = tuple(body.get("kinds") or FAULT_KINDS)
-        unknown = set(kinds) - set(FAULT_KINDS)
+        unknown = set(kinds) - set(FAULT_KINDS) - set(HOSTILE_KINDS)
         if unknown:
-            raise HTTPException(422, f"kinds: unknown {sorted(unknown)}; known: {list(FAULT_KINDS)}")
+            known = [*FAULT_KINDS, *HOSTILE_KINDS]
+            raise HTTPException(422, f"kinds: unknown {sorted(unknown)}; known: {known}")
         rate = float(body.get("rate", 0.0))
         if not 0.0 <= rate <= 1.0:
             raise HTTPException(422, "rate: expected a number from 0 to 1")
@@ -206,6 +260,8 @@ def create_app(sandbox: Sandbox | None = None) -> FastAPI:
             latency_ms=float(body.get("latency_ms", 0.0)),
             timeout_ms=float(body.get("timeout_ms", 3000.0)),
             throttle_seconds=float(body.get("throttle_seconds", 1.0)),
+            huge_bytes=int(float(body.get("huge_mb", 50)) * 1024 * 1024),
+            redirect_to=str(body.get("redirect_to") or FaultPlan.redirect_to),
             rng=random.Random(body.get("seed", 1)),
         )
         return {"platform": name, "rate": rate, "kinds": list(kinds)}

@@ -19,6 +19,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 FAULT_KINDS = ("throttle", "server_error", "reset", "timeout", "truncated", "lost_response")
+#: hostile replies: only when asked for by name (not part of the default mix above)
+HOSTILE_KINDS = ("html", "empty", "malformed", "huge", "redirect")
 
 
 @dataclass
@@ -28,6 +30,8 @@ class FaultPlan:
     latency_ms: float = 0.0
     timeout_ms: float = 3000.0
     throttle_seconds: float = 1.0  # the wait hint a "throttle" fault gives
+    huge_bytes: int = 50 * 1024 * 1024  # the body size of a "huge" fault
+    redirect_to: str = "http://elsewhere.invalid/"  # where a "redirect" fault points
     rng: random.Random = field(default_factory=lambda: random.Random(1))
 
     def draw(self) -> str | None:
