@@ -569,3 +569,15 @@ def test_print_env_credentials_work_on_a_separately_started_sandbox(sandbox, mon
     monkeypatch.setenv("AIRFLOW_CONN_BUNGIE_OTHER", json.dumps(printed.connection))
     outcomes = invite_people(BungieHook(conn_id="bungie_other"), printed.group, printed.users[:1])
     assert statuses(outcomes) == [Status.INVITED]
+
+
+def test_many_pending_invitations_few_people_checks_each_person(sandbox, live):
+    env = sandbox.env()[P]
+    crowd = sandbox.people(P, 160)
+    invite_people(BungieHook(), env["group"], crowd)  # 160 pending invitations: 4 pages
+    before = len(sandbox.requests(P))
+    outcomes = invite_people(BungieHook(), env["group"], [crowd[-1], env["users"][0]])
+    assert statuses(outcomes) == [Status.ALREADY_INVITED, Status.INVITED]
+    paths = [r["path"] for r in sandbox.requests(P)[before:]]
+    assert sum("/InvitedIndividuals/" in p for p in paths) == 1  # one page, then per person
+    assert sum("/User/Potential/" in p for p in paths) == 2

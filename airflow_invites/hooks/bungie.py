@@ -60,6 +60,8 @@ NOT_INVITABLE = {
 REFRESH_MARGIN_S = 300.0
 STORE_NAME = "refresh_token"
 INVITED_PAGE_LIMIT = 200  # 10,000 pending invitations: more means something is wrong
+INVITED_PER_PAGE = 50  # GetInvitedIndividuals page size
+POTENTIAL_INVITEE = 2  # GroupPotentialMemberStatus.Invitee
 MEMBER_PAGE_LIMIT = 10
 
 
@@ -339,6 +341,10 @@ class BungieHook(InvitesHook):
                     "client. Register a Confidential one (docs/connections/bungie.md)."
                 )
             return _Grant(access, refresh, float(body.get("expires_in") or 3600))
+        if response.status_code == 200:
+            raise TransientPlatformError(
+                "bungie: token endpoint HTTP 200 without an access_token: malformed reply"
+            )
         if "ThrottleSeconds" in body:  # a Platform envelope (throttle, maintenance)
             self._check(response)
         error = str(body.get("error", ""))
@@ -453,11 +459,37 @@ class BungieHook(InvitesHook):
                         self._match(row, by_id, found, Presence.INVITED)
                 if len(found) == len(by_id) or not reply.get("hasMore"):
                     break
+                unfound = [user for user in users if user not in found]
+                pages_left = -(-int(reply.get("totalResults") or 0) // INVITED_PER_PAGE) - page
+                if len(unfound) < pages_left:  # cheaper to ask about each person still unfound
+                    found.update(self._invited_each(group, unfound))
+                    break
+        return found
+
+    def _invited_each(self, group: str, users: Sequence[str]) -> dict[str, UserState]:
+        """GetPotentialGroupsForMember per person: is there a pending invitation to ``group``?"""
+        found: dict[str, UserState] = {}
+        for user in users:
+            kind, membership_id = user.split(":", 1)
+            reply = self.call(
+                "GET", f"GroupV2/User/Potential/{kind}/{membership_id}/0/1/", check=self._check_person_lookup
+            )
+            for row in (reply or {}).get("results") or []:
+                member, clan = row.get("member") or {}, row.get("group") or {}
+                if str(clan.get("groupId")) == group and member.get("potentialStatus") == POTENTIAL_INVITEE:
+                    found[user] = UserState(Presence.INVITED)
         return found
 
     def _page(self, path: str, page: int) -> dict[str, Any]:
         reply = self.call("GET", path, params={"currentpage": page}, check=self._check_group)
         return reply if isinstance(reply, dict) else {}
+
+    def _check_person_lookup(self, response: requests.Response) -> Any:
+        """A look-up about one person: a refusal concerning that person (unknown account) is no state."""
+        try:
+            return self._check(response)
+        except PersonRefused:
+            return {}
 
     def _check_group(self, response: requests.Response) -> Any:
         """Look-ups name no person: a per-person code here concerns the group."""
