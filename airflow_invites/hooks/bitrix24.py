@@ -44,6 +44,7 @@ from airflow_invites.core.outcome import Status
 from airflow_invites.hooks.base import InvitesHook
 
 ID_RE = re.compile(r"^[1-9][0-9]{0,9}$")
+MAX_ID = 2**31 - 1  # ids are MySQL INT columns
 CODE_RE = re.compile(r"^[A-Za-z0-9_-]{4,128}$")
 WEBHOOK_IN_URL = re.compile(r"/rest/([^/]+)/([^/]+)(?:/.*)?$")
 LOOPBACK_NAMES = {"localhost"}
@@ -472,10 +473,10 @@ class Bitrix24Hook(InvitesHook):
     # -- adapter ---------------------------------------------------------------------------------
 
     def normalize_group(self, group: object) -> str:
-        return _positive_id(group, "group", "a workgroup id: a positive integer, e.g. 5")
+        return _positive_id(group, "group", "a workgroup id: a positive integer up to 2147483647, e.g. 5")
 
     def normalize_user(self, user: object) -> str:
-        return _positive_id(user, "users", "Bitrix24 user ids: positive integers, e.g. 17")
+        return _positive_id(user, "users", "Bitrix24 user ids: positive integers up to 2147483647, e.g. 17")
 
     def normalize_request(self, request: InviteRequest) -> InviteRequest:
         if request.extra:
@@ -668,7 +669,7 @@ def _positive_id(value: object, field: str, expected: str) -> str:
         text = value.strip()
     else:
         raise InviteInputError(field, expected, value)
-    if not ID_RE.fullmatch(text):
+    if not ID_RE.fullmatch(text) or int(text) > MAX_ID:
         raise InviteInputError(field, expected, value)
     return text
 
