@@ -281,8 +281,7 @@ class HttpClient:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
         self.log.warning(
-            "%s: %s; waiting %.1f s (attempt %d of %d)",
-            self.platform,
+            "%s; waiting %.1f s (attempt %d of %d)",
             self.scrubber.scrub(str(exc)),
             wait,
             retry_state.attempt_number,
