@@ -61,6 +61,8 @@ REFRESH_MARGIN_S = 300.0
 STORE_NAME = "refresh_token"
 INVITED_PAGE_LIMIT = 200  # 10,000 pending invitations: more means something is wrong
 INVITED_PER_PAGE = 50  # GetInvitedIndividuals page size
+#: a refused refresh token may have just been rotated by another task still saving the new one
+ROTATION_RACE_CHECKS, ROTATION_RACE_WAIT_S = 3, 1.0
 POTENTIAL_INVITEE = 2  # GroupPotentialMemberStatus.Invitee
 MEMBER_PAGE_LIMIT = 10
 
@@ -262,6 +264,15 @@ class BungieHook(InvitesHook):
         self.remember_secret(token)
         return token if origin == _fingerprint(self._connection_refresh_token()) else None
 
+    def _newer_stored_refresh_token(self, tried: set[str]) -> str | None:
+        for attempt in range(ROTATION_RACE_CHECKS):
+            newer = self._stored_refresh_token()
+            if newer and newer not in tried:
+                return newer
+            if attempt + 1 < ROTATION_RACE_CHECKS:
+                time.sleep(ROTATION_RACE_WAIT_S)
+        return None
+
     def _keep_refresh_token(self, token: str) -> None:
         origin = _fingerprint(self._connection_refresh_token())
         self.store.set(STORE_NAME, json.dumps({"refresh_token": token, "origin": origin}))
@@ -298,8 +309,9 @@ class BungieHook(InvitesHook):
                 break
             except _RefreshTokenRefused as refused:
                 # another task of this connection may have rotated it meanwhile: use the newest once
-                newer = self._stored_refresh_token()
-                if newer and newer not in tried:
+                # (it may still be saving it: look again for a few seconds before giving up)
+                newer = self._newer_stored_refresh_token(tried)
+                if newer:
                     token = newer
                     continue
                 raise PlatformAuthError(
