@@ -88,7 +88,7 @@ def test_applied_once_per_person(celery_runs: tuple, sandbox: Sandbox, platforms
 def test_all_runs_succeeded(celery_runs: tuple) -> None:
     _, states, tis = celery_runs
     bad = {
-        f"{ti['run_id']} {ti['task_id']}": ti["state"]
+        f"{ti['dag_run_id']} {ti['task_id']}": ti["state"]
         for ti in tis
         if ti["state"] not in ("success", "skipped")
     }
