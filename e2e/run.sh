@@ -130,10 +130,11 @@ cleanup() {
   echo; echo "== [$(elapsed)] stopping everything"
   local t=$(date +%s.%N)
   # Airflow first (in parallel: the triggerer alone takes a while), then what it talks to
+  local stoppers=()
   for name in w1 w2 scheduler triggerer dag-processor api-server; do
-    [ -n "${PGIDS[$name]:-}" ] && stop "$name" 40 &
+    if [ -n "${PGIDS[$name]:-}" ]; then stop "$name" 40 & stoppers+=($!); fi
   done
-  wait
+  wait "${stoppers[@]}"  # not a bare `wait`: that would also wait for the sandbox and Redis
   for name in sandbox redis; do [ -n "${PGIDS[$name]:-}" ] && stop "$name" 10; done
   for name in "${!PGIDS[@]}"; do stop "$name" 5; done
   if [ -f "$WORK/pg/data/postmaster.pid" ]; then
