@@ -18,7 +18,9 @@ def report_rows(airflow: Airflow, run_id: str) -> dict[str, dict[str, Any]]:
     return {row["platform"]: row for row in rows}
 
 
-def test_trigger_with_conf(airflow: Airflow, sandbox: Sandbox, sandbox_env: dict, platforms: list[str]) -> None:
+def test_trigger_with_conf(
+    airflow: Airflow, sandbox: Sandbox, sandbox_env: dict, platforms: list[str]
+) -> None:
     conf = conf_for(platforms, sandbox_env, new_people(sandbox, platforms))
     run_id = airflow.trigger(conf)
     assert airflow.wait_runs([run_id]) == {run_id: "success"}
@@ -73,7 +75,10 @@ def test_bad_conf_is_refused_before_any_run(airflow: Airflow) -> None:
     reply = airflow.request(
         "POST",
         f"/dags/{DAG_ID}/dagRuns",
-        json={"logical_date": None, "conf": {"platforms": ["rocketchat"], "rocketchat_user": "no spaces allowed"}},
+        json={
+            "logical_date": None,
+            "conf": {"platforms": ["rocketchat"], "rocketchat_user": "no spaces allowed"},
+        },
         expect=(400,),
     )
     assert "rocketchat_user" in str(reply), reply
