@@ -702,10 +702,11 @@ class Bitrix24Sandbox(SandboxPlatform):
         admin_all = admin_all and self._is_admin(caller.user_id)
         filters = upper_keys(params.get("FILTER")) or {}
         rows = []
+        wanted = {php_int(v) for v in as_list(filters["ID"])} if "ID" in filters else None
         for group in sorted(self.groups.values(), key=lambda g: g.id):
             if not (admin_all or self._visible(group, caller, admin_sees_all=False)):
                 continue
-            if "ID" in filters and group.id not in {php_int(v) for v in as_list(filters["ID"])}:
+            if wanted is not None and group.id not in wanted:
                 continue
             rows.append(self._group_row(group))
         if "GROUP_ID" in params and php_int(params["GROUP_ID"]) > 0:
@@ -726,9 +727,10 @@ class Bitrix24Sandbox(SandboxPlatform):
         upper = upper_keys(params)
         filters = upper_keys(upper.get("FILTER")) if isinstance(upper.get("FILTER"), dict) else {}
         rows = []
-        for user_id, user in sorted(self.users.items()):
-            if "ID" in filters and user_id not in {php_int(v) for v in as_list(filters["ID"])}:
-                continue
+        wanted = {php_int(v) for v in as_list(filters["ID"])} if "ID" in filters else None
+        candidates = sorted(wanted & self.users.keys()) if wanted is not None else sorted(self.users)
+        for user_id in candidates:
+            user = self.users[user_id]
             if "ACTIVE" in filters:
                 want = filters["ACTIVE"]
                 active = want is True or (isinstance(want, str) and want.upper() in ("Y", "TRUE", "1"))
