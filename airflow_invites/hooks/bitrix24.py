@@ -144,7 +144,7 @@ class Bitrix24Hook(InvitesHook):
     hook_name = "Bitrix24"
     secret_extras = ("webhook_code", "client_secret", "refresh_token")
     invite_batch_size = 50
-    client_rate = (2.0, 50)  # the portal's leaky bucket: 2 requests/s, bursts of 50
+    client_rate = (1.9, 45)  # just under the portal's leaky bucket (2 requests/s, bursts of 50)
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id, **kwargs)
