@@ -301,7 +301,16 @@ def test_real_leaky_bucket_answers_503_and_the_hook_paces_itself(sandbox):
     over = requests.post(url, timeout=5)
     assert over.status_code == 503
     assert over.json() == {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
-    assert Bitrix24Hook.client_rate == (2.0, 50)
+    rate, burst = Bitrix24Hook.client_rate or (0, 0)
+    assert 0 < rate <= 2.0 and 0 < burst <= 50  # the hook paces itself under the bucket
+
+
+def test_the_hooks_own_pacing_never_meets_the_bucket(sandbox, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_BITRIX24_DEFAULT", sandbox.connection_env(PLATFORM))  # default pacing
+    hook = Bitrix24Hook()
+    for _ in range(55):  # the burst, then paced
+        hook.call_method("user.current")
+    assert {r["status"] for r in sandbox.requests(PLATFORM)} == {200}
 
 
 def test_operation_time_limit_waits_for_the_reset(sandbox):
