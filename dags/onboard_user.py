@@ -9,11 +9,10 @@ The ``report`` task shows every platform's outcome and fails the run if any plat
 
 from __future__ import annotations
 
-from typing import Any
-
 from airflow.sdk import DAG, Param
 
 from airflow_invites.onboarding import DEFAULT_ORDER, onboarding_task_group
+from airflow_invites.params import dry_run_param, group_param, message_param, user_param
 from airflow_invites.platforms import PLATFORMS
 
 params: dict[str, Param] = {
@@ -28,41 +27,10 @@ params: dict[str, Param] = {
     ),
 }
 for name, spec in PLATFORMS.items():
-    user_schema: dict[str, Any] = {"type": ["null", "string"]}
-    if spec.user_pattern:
-        user_schema["pattern"] = f"^$|{spec.user_pattern}"
-    group_schema: dict[str, Any] = {"type": ["null", "string"]}
-    if spec.group_pattern:
-        group_schema["pattern"] = f"^$|{spec.group_pattern}"
-    params[f"{name}_user"] = Param(
-        None,
-        title=f"{spec.display}: person",
-        description=f"{spec.user_description} Empty: skip {spec.display}.",
-        section=spec.display,
-        **user_schema,
-    )
-    params[f"{name}_group"] = Param(
-        None,
-        title=f"{spec.display}: group",
-        description=f"{spec.group_description} Empty: the Variable invites_{name}_group.",
-        section=spec.display,
-        **group_schema,
-    )
-params["message"] = Param(
-    None,
-    type=["null", "string"],
-    maxLength=500,
-    title="Message",
-    description="Invitation text, where the platform takes one.",
-    section="Options",
-)
-params["dry_run"] = Param(
-    False,
-    type="boolean",
-    title="Dry run",
-    description="Look up and report; invite nobody.",
-    section="Options",
-)
+    params[f"{name}_user"] = user_param(spec)
+    params[f"{name}_group"] = group_param(spec)
+params["message"] = message_param()
+params["dry_run"] = dry_run_param()
 params["wait_for_acceptance"] = Param(
     False,
     type="boolean",

@@ -18,12 +18,12 @@ requests per group; it fails the run if anyone failed.
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 from airflow.sdk import DAG, Param, TriggerRule
 
 from airflow_invites.bulk import BulkReportOperator, LoadPeopleOperator, PlanInvitesOperator
 from airflow_invites.onboarding import BulkInviteOperator
+from airflow_invites.params import dry_run_param, group_param, message_param
 from airflow_invites.platforms import PLATFORMS
 from airflow_invites.pools import pool_name
 
@@ -52,23 +52,9 @@ params: dict[str, Param] = {
     ),
 }
 for _name, _spec in PLATFORMS.items():
-    _pattern: dict[str, Any] = {"pattern": f"^$|{_spec.group_pattern}"} if _spec.group_pattern else {}
-    params[f"{_name}_group"] = Param(
-        None,
-        type=["null", "string"],
-        title=f"{_spec.display}: group",
-        description=f"{_spec.group_description} Empty: the Variable invites_{_name}_group.",
-        section="Groups",
-        **_pattern,
-    )
-params["message"] = Param(None, type=["null", "string"], maxLength=500, title="Message", section="Options")
-params["dry_run"] = Param(
-    False,
-    type="boolean",
-    title="Dry run",
-    description="Look up and report; invite nobody.",
-    section="Options",
-)
+    params[f"{_name}_group"] = group_param(_spec, section="Groups")
+params["message"] = message_param()
+params["dry_run"] = dry_run_param()
 
 
 with DAG(
