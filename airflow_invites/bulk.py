@@ -214,7 +214,7 @@ class BulkReportOperator(BaseOperator):
             stats += [s for s in ti.xcom_pull(task_ids=task_id, key=STATS_KEY, map_indexes=indexes) if s]
             for batch, outcomes in zip(batches, all_outcomes, strict=True):
                 _count_batch(platform, batch, outcomes or [], who, counts, failures)
-        self.log.info("onboarding report\n%s", _render(source, counts, stats, failures))
+        self.log.info("onboarding report\n%s\n", _render(source, counts, stats, failures))
         summary = {
             "counts": {p: dict(c) for p, c in counts.items() if c},
             "failed": failures,

@@ -177,7 +177,7 @@ class OnboardingReportOperator(BaseOperator):
         not_accepted = _acceptance_lines(context, self.wait_task_ids, lines)
         failed_platforms += [p for p in not_accepted if p not in failed_platforms]
         table = "\n".join(lines)
-        self.log.info("onboarding report\n%s", table)
+        self.log.info("onboarding report\n%s\n", table)
         if failed_platforms:
             raise AirflowFailException(f"onboarding failed on: {', '.join(failed_platforms)}\n{table}")
         return rows
