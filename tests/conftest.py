@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,6 +62,19 @@ class SandboxServer(SandboxClient):
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+    def lose_next_invite_reply(self, hook: Any, platform: str) -> None:
+        """The hook's next ``send_invites`` is applied by the sandbox, but its reply is lost."""
+        send = hook.send_invites
+
+        def send_and_lose_reply(group: str, users: Any, request: Any) -> Any:
+            self.faults(platform, rate=1.0, kinds=["lost_response"])
+            try:
+                return send(group, users, request)
+            finally:
+                self.clear_faults()
+
+        hook.send_invites = send_and_lose_reply
 
     def connection_env(self, platform: str, **extra: object) -> str:
         """The ``AIRFLOW_CONN_*`` JSON of ``platform``, with extras merged in (timeout by default)."""

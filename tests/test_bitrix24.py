@@ -353,16 +353,7 @@ def test_transient_fault_then_success(sandbox, kind):
 def test_lost_reply_to_an_invite_is_confirmed_by_a_lookup(sandbox):
     env = sandbox.env()[PLATFORM]
     hook = Bitrix24Hook()
-    send = hook.send_invites
-
-    def send_and_lose_reply(group, users, request):
-        sandbox.faults(PLATFORM, rate=1.0, kinds=["lost_response"])
-        try:
-            return send(group, users, request)
-        finally:
-            sandbox.clear_faults()
-
-    hook.send_invites = send_and_lose_reply  # type: ignore[method-assign]
+    sandbox.lose_next_invite_reply(hook, PLATFORM)
     outcomes = invite_people(hook, env["group"], env["users"][:2])
     assert statuses(outcomes) == [Status.INVITED, Status.INVITED]
     assert "lost reply" in outcomes[0].detail

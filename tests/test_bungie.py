@@ -357,16 +357,7 @@ def test_transient_fault_then_success(sandbox, kind):
 def test_lost_invite_reply_is_looked_up_not_resent(sandbox):
     env = sandbox.env()[P]
     hook = BungieHook()
-    send = hook.send_invites
-
-    def send_and_lose_reply(group, users, request):
-        sandbox.faults(P, rate=1.0, kinds=["lost_response"])
-        try:
-            return send(group, users, request)
-        finally:
-            sandbox.clear_faults()
-
-    hook.send_invites = send_and_lose_reply  # type: ignore[method-assign]
+    sandbox.lose_next_invite_reply(hook, P)
     result = invite_people(hook, env["group"], env["users"][:1])
     assert statuses(result) == [Status.INVITED] and "lost reply" in result[0].detail
     assert [(r["applied"], r["requests"]) for r in sandbox.invites(P)] == [(1, 1)]

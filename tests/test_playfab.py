@@ -306,16 +306,7 @@ def test_transient_fault_then_success(sandbox, env, kind):
 
 def test_lost_invite_reply_is_looked_up_not_resent(sandbox, env):
     hook = PlayFabHook()
-    send = hook.send_invites
-
-    def send_and_lose_reply(group, users, request):
-        sandbox.faults("playfab", rate=1.0, kinds=["lost_response"])
-        try:
-            return send(group, users, request)
-        finally:
-            sandbox.clear_faults()
-
-    hook.send_invites = send_and_lose_reply  # type: ignore[method-assign]
+    sandbox.lose_next_invite_reply(hook, "playfab")
     outcomes = invite_people(hook, env["group"], env["users"][:1])
     assert statuses(outcomes) == [Status.INVITED] and "lost reply" in outcomes[0].detail
     assert [(r["applied"], r["requests"]) for r in sandbox.invites("playfab")] == [(1, 1)]

@@ -82,16 +82,7 @@ def test_transient_fault_then_success(sandbox, kind):
 def test_lost_response_after_invite_is_applied_once(sandbox):
     env = sandbox.env()["rocketchat"]
     hook = RocketChatHook()
-    send = hook.send_invites
-
-    def send_and_lose_reply(group, users, request):
-        sandbox.faults("rocketchat", rate=1.0, kinds=["lost_response"])
-        try:
-            return send(group, users, request)
-        finally:
-            sandbox.clear_faults()
-
-    hook.send_invites = send_and_lose_reply  # type: ignore[method-assign]
+    sandbox.lose_next_invite_reply(hook, "rocketchat")
     result = invite_people(hook, env["group"], env["users"][:1])
     assert statuses(result) == [Status.INVITED]
     assert "lost reply" in result[0].detail
