@@ -168,3 +168,13 @@ def test_big_group_few_people_looks_up_each_person(sandbox):
     assert paths.count("users.info") == 3
     assert paths.count("groups.members") == 2  # filtered, one per known person: no full listing
     assert paths.count("groups.invite") == 1
+
+
+def test_a_yes_no_extra_that_is_neither_fails_naming_it(sandbox, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ROCKETCHAT_DEFAULT", sandbox.connection_env("rocketchat", verify_ssl="maybe")
+    )
+    env = sandbox.env()["rocketchat"]
+    with pytest.raises(InviteInputError, match="extra verify_ssl: expected true or false"):
+        invite_people(RocketChatHook(), env["group"], env["users"][:1])
+    assert sandbox.requests("rocketchat") == []

@@ -48,6 +48,18 @@ def as_user_list(users: object) -> list[object]:
     raise InviteInputError("users", "a person's id or a list of ids", users)
 
 
+def parse_bool(value: object, field: str) -> bool:
+    """A bool, or a rendered template / connection extra of one ("True", "false", "1", "0")."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", "", "none"):
+        return False
+    raise InviteInputError(field, "true or false", value)
+
+
 def validate(
     adapter: InviteAdapter, group: object, users: object, request: InviteRequest
 ) -> tuple[str, list[str], InviteRequest]:

@@ -12,6 +12,7 @@ from airflow.sdk import BaseHook
 from airflow_invites.core.adapter import InviteAdapter
 from airflow_invites.core.errors import InviteInputError
 from airflow_invites.core.http import DEFAULT_TIMEOUT, Check, HttpClient, RateLimiter, RetryPolicy
+from airflow_invites.core.invite import parse_bool
 from airflow_invites.core.runtime_store import RuntimeStore
 from airflow_invites.core.secrets import SecretScrubber
 
@@ -60,6 +61,10 @@ class InvitesHook(BaseHook, InviteAdapter):
         value = self.extras.get(name)
         return default if value in (None, "") else value
 
+    def extra_flag(self, name: str, default: bool) -> bool:
+        """A yes/no extra; anything but true/false is an input error naming the field."""
+        return parse_bool(self.extra(name, default), f"connection {self.conn_id}: extra {name}")
+
     def base_url(self) -> str:
         """The connection's host (with a scheme; https by default), or the platform's default."""
         host = (self.connection.host or self.default_host).strip().rstrip("/")
@@ -84,7 +89,7 @@ class InvitesHook(BaseHook, InviteAdapter):
             base_url=self.base_url(),
             scrubber=self.scrubber,
             timeout=timeout,
-            verify=_truthy(self.extra("verify_ssl", True)),
+            verify=self.extra_flag("verify_ssl", True),
             headers={"User-Agent": self.user_agent(), "Accept": "application/json"},
             retry=RetryPolicy(max_attempts=int(self.extra("max_attempts", RetryPolicy.max_attempts))),
             rate_limiter=limiter,
@@ -161,9 +166,3 @@ def _number(hook: InvitesHook, name: str, default: float) -> float:
     if number < 0:
         raise InviteInputError(f"connection {hook.conn_id}: extra {name}", "a number >= 0", value)
     return number
-
-
-def _truthy(value: object) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("false", "0", "no", "off")
-    return bool(value)

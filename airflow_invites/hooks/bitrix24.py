@@ -178,7 +178,7 @@ class Bitrix24Hook(InvitesHook):
         if conn.port and not parts.port:
             netloc = f"{netloc}:{conn.port}"
         portal = f"{parts.scheme}://{netloc}{path}"
-        allow_http = _truthy(self.extra("allow_http", False))
+        allow_http = self.extra_flag("allow_http", False)
         _require_https(parts.scheme, parts.hostname, f"{where}: host", allow_http)
         auth_type = str(self.extra("auth_type", "webhook")).strip().lower()
         if auth_type not in ("webhook", "oauth"):
@@ -642,12 +642,6 @@ def _require_https(scheme: str, hostname: str | None, field: str, allow_http: bo
     raise InviteInputError(
         field, "an https:// URL (plain http only for a test server: loopback, or extra allow_http)", scheme
     )
-
-
-def _truthy(value: object) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    return bool(value)
 
 
 def _is_loopback(hostname: str) -> bool:

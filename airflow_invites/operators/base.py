@@ -10,8 +10,7 @@ from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_invites.core.adapter import InviteRequest
-from airflow_invites.core.errors import InviteInputError
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.invite import invite_people, parse_bool
 from airflow_invites.core.outcome import InviteOutcome, Status, summarize
 from airflow_invites.platforms import PLATFORMS
 
@@ -19,7 +18,6 @@ if TYPE_CHECKING:  # hooks (and requests) load when a task runs, not when a DAG 
     from airflow_invites.hooks.base import InvitesHook
 
 OUTCOMES_KEY = "outcomes"
-GROUP_URL_KEY = "group_url"
 
 
 class GroupLink(BaseOperatorLink):
@@ -29,18 +27,6 @@ class GroupLink(BaseOperatorLink):
 
     def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
         return str(getattr(operator, "group_url", "") or "")
-
-
-def parse_bool(value: object, field: str) -> bool:
-    """A bool, or a rendered template of one ("True", "false", "1", "0")."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
-        return True
-    if text in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise InviteInputError(field, "true or false", value)
 
 
 class _HookClass:
