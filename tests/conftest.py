@@ -76,6 +76,23 @@ class SandboxServer(SandboxClient):
 
         hook.send_invites = send_and_lose_reply
 
+    @staticmethod
+    def after_first_invite(hook: Any, action: Any) -> None:
+        """Call ``action()`` once, right after the hook's first invite request returns."""
+        send = hook.send_invites
+        done: list[bool] = []
+        lock = threading.Lock()  # invite threads may return together
+
+        def send_then_act(group: str, users: Any, request: Any) -> Any:
+            result = send(group, users, request)
+            with lock:
+                if not done:
+                    done.append(True)
+                    action()
+            return result
+
+        hook.send_invites = send_then_act
+
     def connection_env(self, platform: str, **extra: object) -> str:
         """The ``AIRFLOW_CONN_*`` JSON of ``platform``, with extras merged in (timeout by default)."""
         conn = dict(self.env()[platform]["connection"])

@@ -178,17 +178,7 @@ def test_admin_without_invite_right_is_permanent(sandbox, live, monkeypatch):
 def test_access_token_expired_mid_batch_refreshes_once(sandbox, live):
     env = sandbox.env()[P]
     hook = BungieHook()
-    send = hook.send_invites
-    sent: list[str] = []
-
-    def send_then_expire(group, users, request):
-        result = send(group, users, request)
-        sent.extend(users)
-        if len(sent) == 1:
-            live.expire_access_tokens()  # an hour passes after the first invite
-        return result
-
-    hook.send_invites = send_then_expire  # type: ignore[method-assign]
+    sandbox.after_first_invite(hook, live.expire_access_tokens)  # an hour passes after the first invite
     outcomes = invite_people(hook, env["group"], env["users"][:4])
     assert statuses(outcomes) == [Status.INVITED] * 4
     assert len(token_calls(sandbox)) == 2 and hook.refreshes == 2

@@ -210,17 +210,8 @@ def test_unknown_group_fails_everyone_without_invites(sandbox, env):
 def test_token_expiry_mid_batch_renews_once(sandbox, env, world):
     people = sandbox.people("playfab", 12)
     hook = PlayFabHook()
-    send = hook.send_invites
-    sent: list[str] = []
-
-    def send_then_expire(group, users, request):
-        result = send(group, users, request)
-        sent.extend(users)
-        if len(sent) == 1:
-            world.advance(DAY + 60)  # every token issued so far is now past TokenExpiration
-        return result
-
-    hook.send_invites = send_then_expire  # type: ignore[method-assign]
+    # after the first invite, every token issued so far is past TokenExpiration
+    sandbox.after_first_invite(hook, lambda: world.advance(DAY + 60))
     outcomes = invite_people(hook, env["group"], people)
     assert statuses(outcomes) == [Status.INVITED] * 12
     assert len(calls(sandbox, "GetEntityToken")) == 2  # one renewal, shared by the invite threads
