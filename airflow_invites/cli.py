@@ -27,6 +27,8 @@ def env_lines(host: str, port: int) -> list[str]:
         lines.append(f"export AIRFLOW_CONN_{upper}_DEFAULT={shlex.quote(json.dumps(env.connection))}")
         lines.append(f"export INVITES_SANDBOX_{upper}_GROUP={shlex.quote(env.group)}")
         lines.append(f"export INVITES_SANDBOX_{upper}_USERS={shlex.quote(','.join(env.users))}")
+        if env.handles:
+            lines.append(f"export INVITES_SANDBOX_{upper}_HANDLES={shlex.quote(','.join(env.handles))}")
     return lines
 
 

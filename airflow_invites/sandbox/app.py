@@ -19,6 +19,7 @@ from airflow_invites.sandbox import platforms as platforms_pkg
 from airflow_invites.sandbox.core import (
     FAULT_KINDS,
     HOSTILE_KINDS,
+    DuplicateHandle,
     FaultPlan,
     Ledger,
     PlatformEnv,
@@ -215,6 +216,25 @@ def create_app(sandbox: Sandbox | None = None) -> FastAPI:
         ]
         return {"invites": rows}
 
+    @app.get("/_sandbox/removals")
+    async def removals(platform: str | None = None) -> dict[str, Any]:
+        rows = [
+            {"platform": p, "group": g, "user": u, "applied": c.applied, "requests": c.requests}
+            for (p, g, u), c in sandbox.ledger.removals.items()
+            if platform in (None, p)
+        ]
+        return {"removals": rows}
+
+    @app.get("/_sandbox/members")
+    async def members(platform: str, group: str) -> dict[str, Any]:
+        target = sandbox.platform(platform)
+        try:
+            return target.members(group)
+        except KeyError:
+            raise HTTPException(404, f"group: no group {group!r} on {target.name}") from None
+        except NotImplementedError:
+            raise HTTPException(501, f"{target.name}: membership listing not emulated yet") from None
+
     @app.get("/_sandbox/requests")
     async def requests_log(platform: str | None = None, since: int = 0) -> dict[str, Any]:
         rows = [r for r in sandbox.ledger.requests if platform in (None, r["platform"])]
@@ -227,12 +247,20 @@ def create_app(sandbox: Sandbox | None = None) -> FastAPI:
         if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PEOPLE:
             raise HTTPException(422, f"count: expected an integer from 1 to {MAX_PEOPLE}")
         group = body.get("group")
+        handles = body.get("handles")
+        if handles is not None and (
+            not isinstance(handles, dict) or not all(isinstance(v, str) and v for v in handles.values())
+        ):
+            raise HTTPException(422, "handles: expected an object of handle kind -> non-empty text")
         try:
-            return {"users": target.add_people(count, None if group is None else str(group))}
+            people = target.create_people(count, None if group is None else str(group), handles)
         except KeyError:
             raise HTTPException(404, f"group: no group {group!r} on {target.name}") from None
+        except DuplicateHandle as exc:
+            raise HTTPException(409, f"handles: {exc}") from None
         except ValueError as exc:
             raise HTTPException(422, f"group: {exc}") from None
+        return {"users": [p["id"] for p in people], "people": people}
 
     @app.post("/_sandbox/accept")
     async def accept(body: dict[str, Any]) -> dict[str, Any]:

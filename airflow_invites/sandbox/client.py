@@ -53,10 +53,27 @@ class SandboxClient:
 
     def people(self, platform: str, count: int, group: str | None = None) -> list[str]:
         """``count`` new people, in no group, or already members of ``group``."""
+        return [p["id"] for p in self.people_with_handles(platform, count, group)]
+
+    def people_with_handles(
+        self, platform: str, count: int, group: str | None = None, handles: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Like ``people``, each as ``{"id", "handles": {kind: value}}``; ``handles`` set on everyone."""
         body: dict[str, Any] = {"platform": platform, "count": count}
         if group is not None:
             body["group"] = group
-        return list(self._call("POST", "people", json=body)["users"])
+        if handles is not None:
+            body["handles"] = handles
+        return list(self._call("POST", "people", json=body)["people"])
+
+    def members(self, platform: str, group: str) -> dict[str, list[str]]:
+        """``{"members": [ids], "invited": [ids]}`` of a group."""
+        return dict(self._call("GET", "members", params={"platform": platform, "group": group}))
+
+    def removals(self, platform: str | None = None) -> list[dict[str, Any]]:
+        return list(
+            self._call("GET", "removals", params={"platform": platform} if platform else None)["removals"]
+        )
 
     def accept(self, platform: str, group: str, user: str) -> None:
         self._call("POST", "accept", json={"platform": platform, "group": group, "user": user})

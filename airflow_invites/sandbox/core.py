@@ -1,8 +1,10 @@
 """The sandbox's shared parts: the ledger behind the admin API and the platform base class.
 
 Every platform module in ``sandbox/platforms/`` defines ``PLATFORM``, a ``SandboxPlatform``
-subclass. Handlers are ``async def`` and never ``await`` between reading and writing state, so
-concurrent requests see a consistent state (one event loop, no threads).
+subclass, written one way: ``routes()`` is its table of the real API's paths, each handler an
+``async def handler(request) -> Response`` that raises ``SandboxError`` with the platform's own
+error reply. Handlers never ``await`` between reading and writing state, so concurrent requests
+see a consistent state (one event loop, no threads).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import string
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -47,10 +50,11 @@ class InviteCount:
 
 
 class Ledger:
-    """What the admin API reports: invite counts, the request log, faults and limits."""
+    """What the admin API reports: invite and removal counts, the request log, faults and limits."""
 
     def __init__(self) -> None:
         self.invites: dict[tuple[str, str, str], InviteCount] = defaultdict(InviteCount)
+        self.removals: dict[tuple[str, str, str], InviteCount] = defaultdict(InviteCount)
         self.requests: list[dict[str, Any]] = []
         self.faults: dict[str, FaultPlan] = {}
         self.limit_scale: dict[str, float] = {}
@@ -63,6 +67,12 @@ class Ledger:
 
     def invite_applied(self, platform: str, group: str, user: str) -> None:
         self.invites[(platform, group, user)].applied += 1
+
+    def removal_requested(self, platform: str, group: str, user: str) -> None:
+        self.removals[(platform, group, user)].requests += 1
+
+    def removal_applied(self, platform: str, group: str, user: str) -> None:
+        self.removals[(platform, group, user)].applied += 1
 
     def log_request(self, platform: str, method: str, path: str, status: int) -> None:
         self.requests.append({"platform": platform, "method": method, "path": path, "status": status})
@@ -132,11 +142,41 @@ def random_token(
 
 @dataclass(frozen=True)
 class PlatformEnv:
-    """What ``--print-env`` says for one platform."""
+    """What ``--print-env`` says for one platform.
+
+    ``handles`` are the same people as ``users``, in the same order, each in a handle form the
+    hook resolves (``username:ada.lovelace``, ``email:...``, ``name:...``); empty where the platform
+    has none yet.
+    """
 
     connection: dict[str, Any]
     group: str
     users: list[str]
+    handles: list[str] = field(default_factory=list)
+
+
+class SandboxError(Exception):
+    """A handler's refusal: the platform's own error reply, sent as is."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+class DuplicateHandle(ValueError):
+    """``add_people`` was asked for a handle the real platform keeps unique (an e-mail, a username)."""
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One path of a platform's real API: ``GET /api/v1/groups.info`` -> ``handler(request)``."""
+
+    method: str
+    path: str
+    handler: Handler
 
 
 class SandboxPlatform(ABC):
@@ -156,9 +196,16 @@ class SandboxPlatform(ABC):
     def reset(self) -> None:
         """Back to the deterministic seeded state."""
 
-    @abstractmethod
+    def routes(self) -> list[Route]:
+        """The platform's real API: its route table (paths below ``prefix``)."""
+        return []
+
     def router(self) -> APIRouter:
-        """The platform's real API paths (mounted below ``prefix``)."""
+        """The route table as a FastAPI router; a ``SandboxError`` becomes its reply."""
+        router = APIRouter()
+        for route in self.routes():
+            router.add_api_route(route.path, _endpoint(route.handler), methods=[route.method])
+        return router
 
     @abstractmethod
     def env(self, base_url: str) -> PlatformEnv:
@@ -168,6 +215,22 @@ class SandboxPlatform(ABC):
     def add_people(self, count: int, group: str | None = None) -> list[str]:
         """``count`` new people, in no group or already members of ``group`` (``KeyError`` if unknown);
         returns their ids as the hook takes them. Seeded members are not invites: the ledger is untouched."""
+
+    def create_people(
+        self, count: int, group: str | None = None, handles: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """``add_people`` with each person's handles: ``[{"id", "handles": {kind: value}}]``.
+
+        ``handles`` sets those values on every person created (``DuplicateHandle`` where the real
+        platform forbids two people with one value). Platforms with handles override this.
+        """
+        if handles:
+            raise DuplicateHandle(f"{self.name} has no handles in this sandbox")
+        return [{"id": user, "handles": {}} for user in self.add_people(count, group)]
+
+    def members(self, group: str) -> dict[str, list[str]]:
+        """``{"members": [ids], "invited": [ids]}`` of ``group`` (``KeyError`` if unknown)."""
+        raise NotImplementedError(f"{self.name}: members")
 
     @abstractmethod
     def accept(self, group: str, user: str) -> bool:
@@ -199,3 +262,20 @@ class SandboxPlatform(ABC):
 
     def invite_applied(self, group: str, user: str) -> None:
         self.ledger.invite_applied(self.name, group, user)
+
+    def removal_requested(self, group: str, user: str) -> None:
+        self.ledger.removal_requested(self.name, group, user)
+
+    def removal_applied(self, group: str, user: str) -> None:
+        self.ledger.removal_applied(self.name, group, user)
+
+
+def _endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except SandboxError as refused:
+            return refused.response
+
+    endpoint.__name__ = getattr(handler, "__name__", "endpoint")
+    return endpoint
