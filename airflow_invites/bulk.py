@@ -16,8 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_invites.onboarding import STATS_KEY
-from airflow_invites.operators.base import OUTCOMES_KEY
+from airflow_invites.operators.base import OUTCOMES_KEY, STATS_KEY
 from airflow_invites.platforms import PLATFORMS
 
 PLATFORM_COLUMNS = tuple(PLATFORMS)
@@ -211,7 +210,11 @@ class BulkReportOperator(BaseOperator):
             indexes = list(range(len(batches)))
             task_id = f"invite_{platform}"
             all_outcomes = ti.xcom_pull(task_ids=task_id, key=OUTCOMES_KEY, map_indexes=indexes)
-            stats += [s for s in ti.xcom_pull(task_ids=task_id, key=STATS_KEY, map_indexes=indexes) if s]
+            stats += [
+                {k: s[k] for k in ("platform", "group", "people", "lookups", "requests")}
+                for s in ti.xcom_pull(task_ids=task_id, key=STATS_KEY, map_indexes=indexes)
+                if s
+            ]
             for batch, outcomes in zip(batches, all_outcomes, strict=True):
                 _count_batch(platform, batch, outcomes or [], who, counts, failures)
         self.log.info("onboarding report\n%s\n", _render(source, counts, stats, failures))

@@ -23,30 +23,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow.sdk import BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_invites.operators.base import OUTCOMES_KEY, GroupInviteOperator
+from airflow_invites.operators.base import (
+    OUTCOMES_KEY,
+    GroupInviteOperator,
+    GroupMembershipOperator,
+)
 from airflow_invites.platforms import PLATFORMS
 from airflow_invites.pools import pool_name
-
-if TYPE_CHECKING:  # hooks (and requests) are imported at run time only
-    from airflow_invites.hooks.base import InvitesHook
-
-#: XCom key of ``BulkInviteOperator``'s per-group figures (people, look-ups, requests)
-STATS_KEY = "stats"
 
 #: the default order of ``onboard_user`` and the task group
 DEFAULT_ORDER: tuple[str, ...] = tuple(PLATFORMS)
 
 
-def operator_class(platform: str) -> type[GroupInviteOperator]:
-    """The invite operator of ``platform`` (imported from the registry's class path)."""
-    module_path, _, name = PLATFORMS[platform].operator.rpartition(".")
-    return getattr(import_module(module_path), name)  # type: ignore[no-any-return]
+def operator_class(platform: str) -> type[GroupMembershipOperator]:
+    """The invite operator of ``platform`` (from the registry)."""
+    return PLATFORMS[platform].operator_class  # type: ignore[no-any-return]
 
 
 def default_group_template(platform: str) -> str:
@@ -208,54 +204,6 @@ def _acceptance_lines(context: Any, wait_task_ids: list[str], lines: list[str]) 
 class BulkInviteOperator(GroupInviteOperator):
     """Invite many people into one group on ``platform``, with any platform's hook (by registry).
 
-    What ``scheduled_onboarding`` maps over (``.partial(platform=...).expand_kwargs([{group, users}])``).
-    Logs, and pushes to XCom key ``stats``, the number of look-ups and requests this group took.
-
-    :param platform: a platform name from ``airflow_invites.platforms.PLATFORMS``
+    What ``scheduled_onboarding`` maps over (``.partial(platform=...).expand_kwargs([{group, users}])``);
+    the figures of each group (look-ups, requests) go to XCom key ``stats``.
     """
-
-    def __init__(self, *, platform: str, conn_id: str | None = None, **kwargs: Any) -> None:
-        if platform not in PLATFORMS:
-            raise ValueError(f"platform: unknown {platform!r}; expected one of {list(PLATFORMS)}")
-        super().__init__(conn_id=conn_id or PLATFORMS[platform].default_conn_id, **kwargs)
-        self.platform = platform
-        self.lookups = 0
-        self._hook: InvitesHook | None = None
-
-    def get_hook(self) -> InvitesHook:
-        hook = super().get_hook()  # the platform's hook class, from the registry
-        lookup = hook.lookup
-
-        def counted_lookup(group: str, users: Sequence[str]) -> Any:
-            self.lookups += 1
-            return lookup(group, users)
-
-        hook.lookup = counted_lookup  # type: ignore[method-assign]
-        self._hook = hook
-        return hook
-
-    def execute(self, context: Any) -> list[dict[str, Any]]:
-        self.lookups = 0
-        try:
-            return super().execute(context)
-        finally:
-            if self._hook is not None:
-                hook = self._hook
-                requests = hook.http.requests_sent if "http" in vars(hook) else 0
-                people = len(self.users) if isinstance(self.users, list) else 1
-                self.log.info(
-                    "%s group %s: %d look-up(s) for %d people, %d requests",
-                    self.platform,
-                    self.group,
-                    self.lookups,
-                    people,
-                    requests,
-                )
-                stats = {
-                    "platform": self.platform,
-                    "group": str(self.group),
-                    "people": people,
-                    "lookups": self.lookups,
-                    "requests": requests,
-                }
-                context["ti"].xcom_push(key=STATS_KEY, value=stats)

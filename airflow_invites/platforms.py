@@ -1,12 +1,17 @@
 """The one registry of platforms: names, classes, id formats, connection form fields.
 
-Pure data (no imports of hooks or Airflow), so provider info, the DAG files and the trigger form
-read it cheaply. ``get_provider_info()`` is built from it.
+Pure data (no imports of hooks or Airflow at import time), so provider info, the DAG files and the
+trigger form read it cheaply. ``get_provider_info()`` is built from it; hooks, operators, params and
+validation take their id patterns from it; ``load_class`` is the one place a class path becomes a
+class.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import import_module
 from typing import Any
 
 COMMON_CONN_FIELDS: dict[str, dict[str, Any]] = {
@@ -45,16 +50,32 @@ def _text(label: str, description: str, **schema: Any) -> dict[str, Any]:
     return {"label": label, "description": description, "schema": {"type": ["string", "null"], **schema}}
 
 
+def load_class(path: str) -> type:
+    """The class at ``package.module.ClassName``, imported on first use."""
+    module_path, _, name = path.rpartition(".")
+    found = getattr(import_module(module_path), name, None)
+    if not isinstance(found, type):
+        raise ImportError(f"{path} is not a class")
+    return found
+
+
 @dataclass(frozen=True)
 class PlatformSpec:
+    """One platform: its names, classes (by path, imported on first use), id formats and forms.
+
+    ``user_pattern``/``group_pattern`` are the shapes of a platform id and a group id; the hook's
+    checks, the trigger form and the bulk planner all use them.
+    """
+
     name: str
     display: str
     hook: str  # class path
-    operator: str  # class path
+    operator: str  # class path of the invite operator
+    remove_operator: str  # class path of the remove operator
     user_description: str
-    user_pattern: str | None
+    user_pattern: str
     group_description: str
-    group_pattern: str | None
+    group_pattern: str
     conn_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     ui_field_behaviour: dict[str, Any] = field(default_factory=dict)
 
@@ -66,6 +87,31 @@ class PlatformSpec:
     def default_conn_id(self) -> str:
         return f"{self.name}_default"
 
+    @cached_property
+    def user_re(self) -> re.Pattern[str]:
+        return re.compile(self.user_pattern)
+
+    @cached_property
+    def group_re(self) -> re.Pattern[str]:
+        return re.compile(self.group_pattern)
+
+    @property
+    def hook_class(self) -> Any:
+        """The hook class (an ``InvitesHook`` subclass)."""
+        return load_class(self.hook)
+
+    @property
+    def operator_class(self) -> Any:
+        return load_class(self.operator)
+
+    @property
+    def remove_operator_class(self) -> Any:
+        return load_class(self.remove_operator)
+
+    def hook_for(self, conn_id: str | None = None) -> Any:
+        """A hook on ``conn_id`` (default ``<platform>_default``)."""
+        return self.hook_class(conn_id=conn_id or self.default_conn_id)
+
 
 PLATFORMS: dict[str, PlatformSpec] = {
     spec.name: spec
@@ -75,6 +121,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
             display="Bungie.net",
             hook="airflow_invites.hooks.bungie.BungieHook",
             operator="airflow_invites.operators.bungie.BungieClanInviteOperator",
+            remove_operator="airflow_invites.operators.bungie.BungieClanRemoveOperator",
             user_description="Destiny membership as <membershipType>:<membershipId>, e.g. 3:4611686018467284386 "
             "(type by number or name: TigerXbox=1, TigerPsn=2, TigerSteam=3, TigerEgs=6).",
             user_pattern=r"^\s*([A-Za-z]+|[0-9]{1,3})\s*:\s*[1-9][0-9]{0,18}\s*$",
@@ -107,6 +154,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
             display="VRChat",
             hook="airflow_invites.hooks.vrchat.VRChatHook",
             operator="airflow_invites.operators.vrchat.VRChatGroupInviteOperator",
+            remove_operator="airflow_invites.operators.vrchat.VRChatGroupRemoveOperator",
             user_description="VRChat user id: usr_<uuid> (lower-case), or a legacy 10-character id.",
             user_pattern=r"^(usr_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[A-Za-z0-9]{10})$",
             group_description="VRChat group id: grp_<uuid> (lower-case).",
@@ -138,6 +186,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
             display="PlayFab",
             hook="airflow_invites.hooks.playfab.PlayFabHook",
             operator="airflow_invites.operators.playfab.PlayFabGroupInviteOperator",
+            remove_operator="airflow_invites.operators.playfab.PlayFabGroupRemoveOperator",
             user_description="Entity id of a title_player_account (16 upper-case hex), "
             "or <type>:<id> with type title_player_account or character.",
             user_pattern=r"^((title_player_account|character):)?[0-9A-F]{16}$",
@@ -155,6 +204,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
             display="Bitrix24",
             hook="airflow_invites.hooks.bitrix24.Bitrix24Hook",
             operator="airflow_invites.operators.bitrix24.Bitrix24GroupInviteOperator",
+            remove_operator="airflow_invites.operators.bitrix24.Bitrix24GroupRemoveOperator",
             user_description="Bitrix24 user id: a positive integer.",
             user_pattern=r"^[1-9][0-9]{0,9}$",
             group_description="Workgroup id: a positive integer.",
@@ -197,6 +247,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
             display="Rocket.Chat",
             hook="airflow_invites.hooks.rocketchat.RocketChatHook",
             operator="airflow_invites.operators.rocketchat.RocketChatGroupInviteOperator",
+            remove_operator="airflow_invites.operators.rocketchat.RocketChatGroupRemoveOperator",
             user_description="Rocket.Chat user id (17 characters, e.g. nSYqWzZ4GsKTX4dyK).",
             user_pattern=r"^[A-Za-z0-9._-]{1,64}$",
             group_description="Private group id (e.g. ByehQjC44FwMeiLbX) or name.",

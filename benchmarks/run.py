@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow-bench"))
 
+from airflow_invites.platforms import PLATFORMS as REGISTRY  # noqa: E402
 from benchmarks import parse_cost, report  # noqa: E402
 from benchmarks.baselines import BASELINES  # noqa: E402
 from benchmarks.sandbox_process import SandboxProcess  # noqa: E402
@@ -83,9 +84,8 @@ def set_connection(sandbox: SandboxProcess, platform: str, **extra: Any) -> None
 
 
 def run_operator(sandbox: SandboxProcess, platform: str, group: str, people: list[str]) -> dict[str, Any]:
-    from airflow_invites.onboarding import operator_class
 
-    operator = operator_class(platform)(task_id=f"bench_{platform}", group=group, users=people)
+    operator = REGISTRY[platform].operator_class(task_id=f"bench_{platform}", group=group, users=people)
     sink = XComSink()
     before = sandbox.request_count(platform)
     started = time.perf_counter()
@@ -104,9 +104,8 @@ def run_operator(sandbox: SandboxProcess, platform: str, group: str, people: lis
 
 
 def run_baseline(sandbox: SandboxProcess, platform: str, group: str, people: list[str]) -> dict[str, Any]:
-    from airflow_invites.onboarding import operator_class
 
-    hook = operator_class(platform).hook_class()
+    hook = REGISTRY[platform].hook_for()
     hook.auth_headers()  # authentication is not what is measured
     before = sandbox.request_count(platform)
     started = time.perf_counter()

@@ -11,7 +11,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +91,6 @@ CASES: list[tuple[str, Any, Any, dict[str, Any], str, str]] = [
 ]
 
 
-def operator_class(platform: str) -> Any:
-    module, _, name = PLATFORMS[platform].operator.rpartition(".")
-    return getattr(import_module(module), name)
-
-
 class FakeTI:
     def __init__(self) -> None:
         self.pushed: dict[str, Any] = {}
@@ -126,7 +120,7 @@ def test_the_table_covers_every_platform_and_kind():
 def test_bad_input_names_the_field_and_sends_nothing(sandbox, platform, group, users, options, field, shape):
     env = sandbox.env()[platform]
     ti = FakeTI()
-    operator = operator_class(platform)(
+    operator = PLATFORMS[platform].operator_class(
         task_id="invite", group=resolve(group, env), users=resolve(users, env), retries=2, **options
     )
     with pytest.raises(InviteInputError) as caught:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import traceback
@@ -11,7 +12,7 @@ import pytest
 import requests
 
 from airflow_invites.core.errors import InviteInputError, PlatformAuthError
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 from airflow_invites.core.outcome import Status
 from airflow_invites.core.runtime_store import RuntimeStore
 from airflow_invites.hooks.bitrix24 import Bitrix24Hook
@@ -54,7 +55,7 @@ def fast(hook: Bitrix24Hook, waits: list[float] | None = None, between=None) -> 
         if between is not None:
             between()
 
-    hook.http._sleep = sleep  # type: ignore[method-assign]
+    hook.http.sleep = sleep  # type: ignore[method-assign]
     return hook
 
 
@@ -320,6 +321,7 @@ def test_operation_time_limit_waits_for_the_reset(sandbox):
     hook = Bitrix24Hook()
     assert statuses(invite_people(hook, env["group"], env["users"][:1])) == [Status.INVITED]
     waits: list[float] = []
+    hook.http.retry = dataclasses.replace(hook.http.retry, max_call_wait=700)  # in-process, not deferred
     fast(hook, waits, between=lambda: p.operating.clear())
     assert statuses(invite_people(hook, env["group"], env["users"][1:2])) == [Status.INVITED]
     assert [r["status"] for r in sandbox.requests(PLATFORM)][-2:] == [429, 200]
@@ -333,6 +335,7 @@ def test_operation_time_limit_inside_the_lookup_batch_is_retried(sandbox):
     hook = Bitrix24Hook()
     invite_people(hook, env["group"], env["users"][:1], dry_run=True)
     waits: list[float] = []
+    hook.http.retry = dataclasses.replace(hook.http.retry, max_call_wait=700)  # in-process, not deferred
     fast(hook, waits, between=lambda: p.operating.clear())
     outcomes = invite_people(hook, env["group"], env["users"][:1])
     assert statuses(outcomes) == [Status.INVITED]

@@ -13,7 +13,7 @@ import requests
 
 from airflow_invites.core.adapter import InviteRequest
 from airflow_invites.core.errors import InviteInputError, PlatformAuthError
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 from airflow_invites.core.outcome import Status
 from airflow_invites.core.runtime_store import RuntimeStore
 from airflow_invites.hooks import bungie as bungie_module
@@ -37,7 +37,7 @@ def live(sandbox: Any) -> Any:
 
 
 def fast(hook: BungieHook) -> BungieHook:
-    hook.http._sleep = lambda seconds: None  # type: ignore[method-assign]
+    hook.http.sleep = lambda seconds: None  # type: ignore[method-assign]
     return hook
 
 
@@ -158,7 +158,7 @@ def test_full_clan_is_permanent_for_everyone(sandbox, live):
     assert statuses(outcomes) == [Status.FAILED] * 3
     assert {o.code for o in outcomes} == {"ClanMaximumMembershipReached"}
     # a refusal of the clan: nobody else is tried, beyond the invites already in flight with it
-    assert 1 <= len(invite_posts(sandbox)) <= BungieHook.invite_concurrency
+    assert 1 <= len(invite_posts(sandbox)) <= BungieHook.write_concurrency
     assert len(calls(sandbox, f"/{live.full_group_id}/Members/")) == 1  # 100 members on one page
 
 
@@ -186,7 +186,7 @@ def test_access_token_expired_mid_batch_refreshes_once(sandbox, live):
     # 2111 AccessTokenHasExpired for the invites in flight when the token expired (up to the
     # invite threads less the one that finished first), one refresh for all, then their retries
     assert statuses_seen[0] == 200 and statuses_seen.count(200) == 4
-    assert 1 <= statuses_seen.count(500) <= BungieHook.invite_concurrency - 1
+    assert 1 <= statuses_seen.count(500) <= BungieHook.write_concurrency - 1
     assert all(i["applied"] == 1 for i in sandbox.invites(P))
 
 
@@ -325,7 +325,7 @@ def test_throttle_seconds_then_success(sandbox):
     hook.auth_headers()
     sandbox.faults(P, rate=1.0, kinds=["throttle"], throttle_seconds=3)
     waits: list[float] = []
-    hook.http._sleep = lambda s: (sandbox.clear_faults(), waits.append(s))  # type: ignore[method-assign]
+    hook.http.sleep = lambda s: (sandbox.clear_faults(), waits.append(s))  # type: ignore[method-assign]
     outcomes = invite_people(hook, env["group"], env["users"][:1])
     assert statuses(outcomes) == [Status.INVITED]
     assert waits and 3.0 <= waits[0] <= 3.5  # Bungie's ThrottleSeconds, not our own backoff
@@ -338,7 +338,7 @@ def test_transient_fault_then_success(sandbox, kind):
     hook = BungieHook()
     hook.auth_headers()  # a lost token reply would spend the refresh token: fault the API calls
     sandbox.faults(P, rate=1.0, kinds=[kind])
-    hook.http._sleep = lambda s: sandbox.clear_faults()  # type: ignore[method-assign]
+    hook.http.sleep = lambda s: sandbox.clear_faults()  # type: ignore[method-assign]
     outcomes = invite_people(hook, env["group"], env["users"][:2])
     assert statuses(outcomes) == [Status.INVITED, Status.INVITED]
     assert [i["applied"] for i in sandbox.invites(P)] == [1, 1]
@@ -430,7 +430,7 @@ def test_no_secret_in_logs_or_outcomes(sandbox, live, monkeypatch, caplog, capsy
 
     hook.send_invites = send_then_expire  # type: ignore[method-assign]
     sandbox.faults(P, rate=0.3, kinds=["throttle", "server_error"], seed=4, throttle_seconds=1)
-    hook.http._sleep = lambda s: None  # type: ignore[method-assign]
+    hook.http.sleep = lambda s: None  # type: ignore[method-assign]
     outcomes = invite_people(hook, env["group"], env["users"])
     sandbox.clear_faults()
     live.revoke_consent()

@@ -13,7 +13,7 @@ import pytest
 
 from airflow_invites.core.adapter import InviteAdapter, InviteRequest, InviteResult, Presence, UserState
 from airflow_invites.core.errors import InviteInputError, PermanentPlatformError, TransientPlatformError
-from airflow_invites.core.invite import as_user_list, invite_people
+from airflow_invites.core.membership import as_user_list, invite_people
 from airflow_invites.core.outcome import InviteOutcome, Status, summarize
 from airflow_invites.core.secrets import SecretScrubber
 from airflow_invites.core.totp import totp_code, totp_valid
@@ -35,7 +35,7 @@ class MemoryAdapter(InviteAdapter):
         self.refuse_group = False
         self.lock = threading.Lock()
         self.invite_batch_size = batch  # type: ignore[misc]
-        self.invite_concurrency = concurrency  # type: ignore[misc]
+        self.write_concurrency = concurrency  # type: ignore[misc]
 
     def normalize_group(self, group: object) -> str:
         if not isinstance(group, str) or not group.isalnum():

@@ -21,7 +21,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_invites.core import runtime_store
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 from airflow_invites.core.outcome import Status
 from airflow_invites.platforms import PLATFORMS
 
@@ -70,11 +70,6 @@ def no_kept_sessions() -> Iterator[None]:
     runtime_store._LOCAL.clear()
 
 
-def hook_class(platform: str) -> Any:
-    module, _, name = PLATFORMS[platform].hook.rpartition(".")
-    return getattr(__import__(module, fromlist=[name]), name)
-
-
 @pytest.mark.parametrize("kind", list(CLEAR))
 @pytest.mark.parametrize("platform", NAMES)
 def test_hostile_reply_is_a_clear_error(sandbox, monkeypatch, caplog, capsys, elsewhere, platform, kind):
@@ -86,8 +81,8 @@ def test_hostile_reply_is_a_clear_error(sandbox, monkeypatch, caplog, capsys, el
     env = sandbox.env()[platform]
     Elsewhere.seen.clear()
     sandbox.faults(platform, rate=1.0, kinds=[kind], huge_mb=50, redirect_to=elsewhere)
-    hook = hook_class(platform)()
-    hook.http._sleep = lambda seconds: None
+    hook = PLATFORMS[platform].hook_class()
+    hook.http.sleep = lambda seconds: None
     started = time.monotonic()
     texts: list[str] = []
     try:

@@ -11,7 +11,7 @@ import requests
 
 from airflow_invites.core.adapter import InviteRequest
 from airflow_invites.core.errors import InviteInputError, PlatformAuthError
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 from airflow_invites.core.outcome import Status
 from airflow_invites.hooks.playfab import PlayFabHook
 from airflow_invites.operators.playfab import PlayFabGroupInviteOperator
@@ -44,7 +44,7 @@ def calls(sandbox: Any, name: str | None = None) -> list[dict[str, Any]]:
 
 def fast_hook(**kwargs: Any) -> PlayFabHook:
     hook = PlayFabHook(**kwargs)
-    hook.http._sleep = lambda seconds: None  # type: ignore[method-assign]
+    hook.http.sleep = lambda seconds: None  # type: ignore[method-assign]
     return hook
 
 
@@ -183,7 +183,7 @@ def test_missing_role_1358_is_permanent_and_named(sandbox, env):
     assert statuses(outcomes) == [Status.FAILED] * 3
     assert all("'officers' does not exist" in o.detail and o.code == "RoleDoesNotExist" for o in outcomes)
     # the first refusal stops the batch (only invites already in flight in other threads were sent)
-    assert 1 <= len(calls(sandbox, "InviteToGroup")) <= PlayFabHook.invite_concurrency
+    assert 1 <= len(calls(sandbox, "InviteToGroup")) <= PlayFabHook.write_concurrency
     assert sandbox.invites("playfab") and all(i["applied"] == 0 for i in sandbox.invites("playfab"))
 
 
@@ -216,7 +216,7 @@ def test_token_expiry_mid_batch_renews_once(sandbox, env, world):
     assert statuses(outcomes) == [Status.INVITED] * 12
     assert len(calls(sandbox, "GetEntityToken")) == 2  # one renewal, shared by the invite threads
     invite_statuses = [r["status"] for r in calls(sandbox, "InviteToGroup")]
-    assert invite_statuses.count(200) == 12 and 1 <= invite_statuses.count(401) <= hook.invite_concurrency
+    assert invite_statuses.count(200) == 12 and 1 <= invite_statuses.count(401) <= hook.write_concurrency
     assert [i["applied"] for i in sandbox.invites("playfab")] == [1] * 12
 
 
@@ -277,7 +277,7 @@ def test_throttling_waits_retry_after_seconds(sandbox, env, report_errors_as_suc
     if report_errors_as_success:
         hook.http.session.headers["X-ReportErrorAsSuccess"] = "true"
     waits: list[float] = []
-    hook.http._sleep = lambda s: (sandbox.clear_faults(), waits.append(s))  # type: ignore[method-assign]
+    hook.http.sleep = lambda s: (sandbox.clear_faults(), waits.append(s))  # type: ignore[method-assign]
     outcomes = invite_people(hook, env["group"], env["users"][:1])
     assert statuses(outcomes) == [Status.INVITED]
     assert len(waits) == 1 and 3.0 <= waits[0] <= 3.5  # PlayFab's retryAfterSeconds, plus jitter
@@ -289,7 +289,7 @@ def test_throttling_waits_retry_after_seconds(sandbox, env, report_errors_as_suc
 def test_transient_fault_then_success(sandbox, env, kind):
     sandbox.faults("playfab", rate=1.0, kinds=[kind])
     hook = PlayFabHook()
-    hook.http._sleep = lambda s: sandbox.clear_faults()  # type: ignore[method-assign]
+    hook.http.sleep = lambda s: sandbox.clear_faults()  # type: ignore[method-assign]
     outcomes = invite_people(hook, env["group"], env["users"][:2])
     assert statuses(outcomes) == [Status.INVITED, Status.INVITED]
     assert [i["applied"] for i in sandbox.invites("playfab")] == [1, 1]

@@ -27,7 +27,7 @@ def test_every_platform_has_a_connection_type_with_its_own_fields():
         assert entry["hook-class-name"] == spec.hook
         for field in entry["conn-fields"].values():
             assert {"label", "schema"} <= set(field) and "type" in field["schema"]
-        hook_class = getattr(import_module(spec.hook.rsplit(".", 1)[0]), spec.hook.rsplit(".", 1)[1])
+        hook_class = spec.hook_class
         assert hook_class.conn_type == name
         assert hook_class.default_conn_name == spec.default_conn_id
         assert hook_class(**{hook_class.conn_name_attr: "x"}).conn_id == "x"  # the Test button's call

@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_invites.core import runtime_store
 from airflow_invites.core.http import HttpClient
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 from airflow_invites.core.outcome import Status
 from airflow_invites.platforms import PLATFORMS
 
@@ -49,16 +48,6 @@ MAX_REAUTHORISATIONS = 3
 REPO = Path(__file__).resolve().parents[1]
 OK = {Status.INVITED.value, Status.ALREADY_INVITED.value, Status.ALREADY_MEMBER.value}
 BEFORE_RUN = {Status.ALREADY_INVITED.value, Status.ALREADY_MEMBER.value}
-
-
-def operator_class(platform: str) -> Any:
-    module, _, name = PLATFORMS[platform].operator.rpartition(".")
-    return getattr(import_module(module), name)
-
-
-def hook_class(platform: str) -> Any:
-    module, _, name = PLATFORMS[platform].hook.rpartition(".")
-    return getattr(import_module(module), name)
 
 
 def live_sandbox(sandbox: Any) -> Any:
@@ -151,7 +140,7 @@ def run_task(
     clients: list[HttpClient] = []
     sent = {"chunks": 0, "killed": False}
     lock = threading.Lock()
-    original_send = hook_class(platform).send_invites
+    original_send = PLATFORMS[platform].hook_class.send_invites
     original_init = HttpClient.__init__
 
     def init(client: HttpClient, *args: Any, **kwargs: Any) -> None:
@@ -162,7 +151,7 @@ def run_task(
             figures.waits_asked += seconds
             time.sleep(seconds * wait_scale)
 
-        client._sleep = sleep  # type: ignore[method-assign]
+        client.sleep = sleep  # type: ignore[method-assign]
 
     def send_invites(hook: Any, group: str, chunk: list[str], request: Any) -> Any:
         with lock:
@@ -173,13 +162,15 @@ def run_task(
         return original_send(hook, group, chunk, request)
 
     patch = pytest.MonkeyPatch()
-    patch.setattr(hook_class(platform), "send_invites", send_invites)
+    patch.setattr(PLATFORMS[platform].hook_class, "send_invites", send_invites)
     patch.setattr(HttpClient, "__init__", init)
     try:
         for try_number in range(1, MAX_TASK_TRIES + 1):
             figures.tries = try_number
             ti = FakeTI()
-            operator = operator_class(platform)(task_id="invite", group=group, users=users, retries=2)
+            operator = PLATFORMS[platform].operator_class(
+                task_id="invite", group=group, users=users, retries=2
+            )
             try:
                 result: list[dict[str, Any]] = operator.execute({"ti": ti})
             except AirflowFailException as exc:
@@ -229,8 +220,8 @@ def fault_round(
     figures.faults = count_faults(sandbox, platform)
     # platforms taking lists get chunks of 10, so that as many invite calls meet faults as on
     # the one-person-per-call platforms (50 per call would leave 4 calls for 200 people)
-    batch = min(hook_class(platform).invite_batch_size, FAULT_RUN_BATCH)
-    monkeypatch.setattr(hook_class(platform), "invite_batch_size", batch)
+    batch = min(PLATFORMS[platform].hook_class.invite_batch_size, FAULT_RUN_BATCH)
+    monkeypatch.setattr(PLATFORMS[platform].hook_class, "invite_batch_size", batch)
     chunks = -(-count // batch)
     applied_before_last_try: set[str] = set()
 
@@ -316,7 +307,7 @@ def test_two_tasks_racing_on_the_same_people_invite_each_once(sandbox, monkeypat
     # each task authenticates first, one after the other: this test is about the invite race
     # (two refreshes of one single-use refresh token at once are another matter, see
     # docs/reliability.md)
-    hooks = [hook_class(platform)(), hook_class(platform)()]
+    hooks = [PLATFORMS[platform].hook_class(), PLATFORMS[platform].hook_class()]
     for hook in hooks:
         hook.auth_headers()
 

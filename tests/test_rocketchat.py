@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from airflow_invites.core.errors import InviteInputError, PlatformAuthError
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 from airflow_invites.core.outcome import Status
 from airflow_invites.hooks.rocketchat import RocketChatHook
 
@@ -61,7 +61,7 @@ def test_throttle_with_hint_then_success(sandbox):
     env = sandbox.env()["rocketchat"]
     sandbox.faults("rocketchat", rate=1.0, kinds=["throttle"], throttle_seconds=1)
     hook = RocketChatHook()
-    hook.http._sleep = lambda s: (sandbox.clear_faults(), waits.append(s))  # type: ignore[method-assign]
+    hook.http.sleep = lambda s: (sandbox.clear_faults(), waits.append(s))  # type: ignore[method-assign]
     waits: list[float] = []
     outcomes = invite_people(hook, env["group"], env["users"][:1])
     assert statuses(outcomes) == [Status.INVITED]
@@ -73,7 +73,7 @@ def test_transient_fault_then_success(sandbox, kind):
     env = sandbox.env()["rocketchat"]
     sandbox.faults("rocketchat", rate=1.0, kinds=[kind], timeout_ms=2500)
     hook = RocketChatHook()
-    hook.http._sleep = lambda s: sandbox.clear_faults()  # type: ignore[method-assign]
+    hook.http.sleep = lambda s: sandbox.clear_faults()  # type: ignore[method-assign]
     outcomes = invite_people(hook, env["group"], env["users"][:2])
     assert statuses(outcomes) == [Status.INVITED, Status.INVITED]
     assert [i["applied"] for i in sandbox.invites("rocketchat")] == [1, 1]

@@ -5,29 +5,29 @@ from __future__ import annotations
 import pytest
 import requests
 
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 from airflow_invites.core.outcome import Status
-from airflow_invites.onboarding import operator_class
+from airflow_invites.platforms import PLATFORMS
 
-PLATFORMS = ("bungie", "vrchat", "playfab", "bitrix24", "rocketchat")
+NAMES = ("bungie", "vrchat", "playfab", "bitrix24", "rocketchat")
 
 
 def test_health_lists_all_five(sandbox):
-    assert sorted(sandbox.health()["platforms"]) == sorted(PLATFORMS)
+    assert sorted(sandbox.health()["platforms"]) == sorted(NAMES)
 
 
-@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("platform", NAMES)
 def test_env_gives_five_people_outside_the_group(sandbox, platform):
     env = sandbox.env()[platform]
     assert env["connection"]["conn_type"] == platform
     assert len(env["users"]) >= 5
 
 
-@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("platform", NAMES)
 def test_people_seeded_into_a_group_are_members_not_invites(sandbox, platform):
     group = sandbox.env()[platform]["group"]
     members = sandbox.people(platform, 3, group=group)
-    hook = operator_class(platform).hook_class()
+    hook = PLATFORMS[platform].hook_for()
     outcomes = invite_people(hook, group, members)
     assert {o.status for o in outcomes} == {Status.ALREADY_MEMBER}
     assert sandbox.invites(platform) == []

@@ -16,14 +16,13 @@ import logging
 import os
 import traceback
 from collections.abc import Callable, Iterator
-from importlib import import_module
 from typing import Any
 
 import pytest
 from airflow.sdk.log import redact
 
 from airflow_invites.core import runtime_store
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 from airflow_invites.platforms import PLATFORMS
 
 #: a syntactically valid group the bot cannot invite into, per platform
@@ -124,11 +123,6 @@ def exception_texts(exc: BaseException) -> list[str]:
     return texts
 
 
-def operator_class(platform: str) -> Any:
-    module, _, name = PLATFORMS[platform].operator.rpartition(".")
-    return getattr(import_module(module), name)
-
-
 @pytest.mark.parametrize("mode", list(MODES))
 def test_no_secret_in_logs_xcom_templates_or_exceptions(sandbox, monkeypatch, caplog, capsys, mode):
     platform, make_connection = MODES[mode]
@@ -147,7 +141,9 @@ def test_no_secret_in_logs_xcom_templates_or_exceptions(sandbox, monkeypatch, ca
 
     def run(group: str, users: list[str]) -> None:
         ti = FakeTI()
-        operator = operator_class(platform)(task_id="invite", group=group, users=users, message="Welcome")
+        operator = PLATFORMS[platform].operator_class(
+            task_id="invite", group=group, users=users, message="Welcome"
+        )
         operator.render_template_fields({"params": {}, "ti": ti})
         hook = operator.get_hook()
         hooks.append(hook)
@@ -189,7 +185,7 @@ def test_everything_obtained_at_run_time_is_masked_for_airflow(sandbox, monkeypa
     conn["extra"] = {**conn.get("extra", {}), "timeout": 2, "max_requests_per_second": 0}
     monkeypatch.setenv(f"AIRFLOW_CONN_{platform.upper()}_DEFAULT", json.dumps(conn))
     before = set(sandbox.secrets())
-    hook = operator_class(platform).hook_class()
+    hook = PLATFORMS[platform].hook_for()
     # a dry run authenticates and looks up (the Rocket.Chat TOTP user is not in the group: failed)
     invite_people(hook, env["group"], env["users"][:1], dry_run=True)
     issued = set(sandbox.secrets()) - before  # only this hook talked to the sandbox meanwhile

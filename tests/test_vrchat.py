@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from airflow_invites.core.errors import InviteInputError, PlatformAuthError
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 from airflow_invites.core.outcome import Status
 from airflow_invites.core.runtime_store import RuntimeStore
 from airflow_invites.hooks.vrchat import SESSION_TOKEN, VRChatHook, error_message, normalise_message
@@ -73,7 +73,7 @@ def fast(hook: VRChatHook, waits: list[float] | None = None, then=None) -> VRCha
         if then is not None:
             then()
 
-    hook.http._sleep = sleep  # type: ignore[method-assign]
+    hook.http.sleep = sleep  # type: ignore[method-assign]
     return hook
 
 

@@ -1,15 +1,24 @@
-"""The four kinds of error, and what Airflow does with each.
+"""The kinds of error, and what Airflow does with each.
 
 - ``InviteInputError``: bad input, found before any request. Fails the task, no retries.
 - ``PermanentPlatformError``: the platform said no for good. Fails the task, no retries.
+  ``PersonRefused`` is one: the platform refused one person (the others may go on).
 - ``PlatformAuthError``: credentials refused after one re-authentication. Fails, no retries.
 - ``TransientPlatformError``: throttling, 5xx, timeouts. Retried here with backoff; if it
   survives our retries the task fails *with* retries (Airflow's own retry policy).
+- ``AuthExpired`` and ``RefreshTokenRefused`` never leave the HTTP layer and the credential
+  store: they trigger one re-authentication, or one look for a newer rotated token.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow_invites.core.adapter import Presence
+    from airflow_invites.core.outcome import Status
 
 
 class InviteInputError(AirflowFailException, ValueError):
@@ -33,6 +42,27 @@ class PermanentPlatformError(AirflowFailException):
         super().__init__(message)
 
 
+class PersonRefused(PermanentPlatformError):
+    """The platform refused one person of a call that named one person; others may go on.
+
+    ``status`` is that person's outcome for a write (``FAILED``, ``ALREADY_MEMBER``...);
+    ``presence`` what the refusal says about them in a look-up (None: a look-up that gets it
+    fails for the whole group, e.g. a listing that names nobody).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: Status,
+        presence: Presence | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+        self.presence = presence
+
+
 class PlatformAuthError(AirflowFailException):
     """Credentials were refused (after one re-authentication where the platform allows it)."""
 
@@ -47,6 +77,14 @@ class AuthExpired(Exception):
     def __init__(self, message: str = "credentials expired", *, code: str | None = None) -> None:
         self.code = code
         super().__init__(message)
+
+
+class RefreshTokenRefused(Exception):
+    """The token endpoint refused the refresh token sent (spent, revoked, unknown)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
 
 
 class TransientPlatformError(AirflowException):

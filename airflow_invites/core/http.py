@@ -1,9 +1,14 @@
 """The HTTP layer every hook uses: one ``requests.Session``, a timeout on every call, retries
-that honour the platform's own wait hint, one re-authentication, no redirects, no secrets in
-anything it logs or raises.
+that honour the platform's own wait hint within a total wait budget, one re-authentication, no
+redirects, no secrets in anything it logs or raises.
 
-A hook hands each call a ``check`` function (its error table) that turns a ``requests.Response``
-into a value or raises one of the errors in ``core.errors``.
+A hook hands each call a ``check`` function that turns a ``requests.Response`` into a value or
+raises one of the errors in ``core.errors`` (usually its ``ErrorTable`` from ``core.replies``).
+
+Retries are bounded three ways: ``max_attempts`` per call; a wait hint longer than ``max_hint`` is
+not slept at all; and the waits of one call add up to at most ``max_call_wait``.
+A call made while another call of the same client is being attempted (a login inside a call's
+authentication) gets one attempt: its failure is retried by the outer call, never multiplied.
 """
 
 from __future__ import annotations
@@ -12,22 +17,35 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_any
-from tenacity.stop import stop_base
 
 from airflow_invites.core.errors import (
     AuthExpired,
+    InviteInputError,
     PermanentPlatformError,
+    PersonRefused,
     PlatformAuthError,
     TransientPlatformError,
 )
+from airflow_invites.core.phases import PHASE
+from airflow_invites.core.replies import json_body, retry_after_seconds
 from airflow_invites.core.secrets import SecretScrubber
+
+__all__ = [
+    "Check",
+    "HttpClient",
+    "LongWait",
+    "RateLimiter",
+    "RetryPolicy",
+    "json_body",
+    "retry_after_seconds",
+]
 
 T = TypeVar("T")
 Check = Callable[[requests.Response], T]
@@ -45,7 +63,18 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_hint: float = 600.0  # a platform asking us to wait longer than this: give up, let Airflow retry
+    max_call_wait: float = 120.0  # seconds one call may spend waiting between its attempts, in total
     jitter: float = 0.1
+    #: a wait longer than this is not slept: ``LongWait`` is raised for the caller to defer (None: never)
+    defer_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise InviteInputError("max_attempts", "an integer >= 1", self.max_attempts)
+
+
+class LongWait(TransientPlatformError):
+    """The platform asked for a wait longer than ``RetryPolicy.defer_after``: wait outside the worker."""
 
 
 class RateLimiter:
@@ -82,18 +111,6 @@ def _not_sent(exc: requests.RequestException) -> bool:
     )
 
 
-class _HintTooLong(stop_base):
-    """Stop when the platform asks us to wait longer than we would hold a worker slot."""
-
-    def __init__(self, max_hint: float) -> None:
-        self.max_hint = max_hint
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        hint = getattr(exc, "retry_after", None)
-        return hint is not None and hint > self.max_hint
-
-
 class HttpClient:
     """Calls one platform's API. Build one per hook; it is reused for every call of a task."""
 
@@ -122,12 +139,17 @@ class HttpClient:
         self.rate_limiter = rate_limiter
         self.session = requests.Session()
         self.session.headers.update(headers or {})
-        self._sleep = sleep
+        self.sleep = sleep
         self.log = logger or logging.getLogger(f"airflow_invites.{platform}")
         self.requests_sent = 0
+        #: requests per phase (see ``phase``)
+        self.requests_by_phase: Counter[str] = Counter()
         self.retries = 0
+        self.waited = 0.0  # seconds slept between attempts, over all calls (for reports)
+        self._counter_lock = threading.Lock()
         self._auth_lock = threading.Lock()
         self._auth_generation = 0  # bumped by each re-authentication
+        self._attempting = threading.local()  # depth of calls being attempted in this thread
 
     def close(self) -> None:
         self.session.close()
@@ -154,19 +176,20 @@ class HttpClient:
         ``auth`` returns the auth headers (called per attempt, so a refreshed token is used);
         ``reauthenticate`` is called once when ``check`` raises ``AuthExpired``.
         """
-        state = {"reauthenticated": False}
+        reauthenticated = False
 
         def attempt() -> T:
+            nonlocal reauthenticated
             generation = self._auth_generation
             try:
                 return self._send(method, path, check, params, json, data, headers, auth, write)
             except AuthExpired as exc:
-                if reauthenticate is None or state["reauthenticated"]:
+                if reauthenticate is None or reauthenticated:
                     raise PlatformAuthError(
                         f"{self.platform}: credentials refused ({self.scrubber.scrub(str(exc))})",
                         code=exc.code,
                     ) from None
-                state["reauthenticated"] = True
+                reauthenticated = True
                 with self._auth_lock:  # one refresh for all threads (rotating tokens allow one)
                     if self._auth_generation == generation:
                         self.log.info("%s: credentials expired, authenticating again once", self.platform)
@@ -174,15 +197,63 @@ class HttpClient:
                         self._auth_generation += 1
                 return attempt()
 
-        retrying = Retrying(
-            retry=retry_if_exception(lambda exc: self._retryable(exc, write)),
-            stop=stop_any(stop_after_attempt(self.retry.max_attempts), _HintTooLong(self.retry.max_hint)),
-            wait=self._wait,
-            sleep=self._sleep,
-            before_sleep=self._log_retry,
-            reraise=True,
+        if getattr(self._attempting, "depth", 0):  # inside another call's attempt: one try only
+            return attempt()
+        number, waited = 0, 0.0
+        while True:
+            number += 1
+            self._attempting.depth = 1
+            try:
+                return attempt()
+            except TransientPlatformError as exc:
+                if write and exc.maybe_applied:
+                    raise  # the caller looks the state up before anything is re-sent
+                waited += self._wait_or_give_up(exc, number, waited)
+            finally:
+                self._attempting.depth = 0
+
+    def _wait_or_give_up(self, exc: TransientPlatformError, number: int, waited: float) -> float:
+        """Sleep before the next attempt, or raise ``exc`` (with why we stop) when a bound is reached."""
+        policy = self.retry
+        hint = exc.retry_after
+        backoff = min(policy.max_delay, policy.base_delay * 2 ** (number - 1))
+        delay = float(hint) if hint is not None else backoff
+        delay += random.uniform(0, policy.jitter * max(delay, 0.1))
+        if policy.defer_after is not None and hint is not None and hint > policy.defer_after:
+            raise LongWait(
+                f"{self.scrubber.scrub(str(exc))} (the platform asks for {hint:.0f} s: waiting outside the worker)",
+                retry_after=hint,
+                code=exc.code,
+            ) from None
+        why = ""
+        if number >= policy.max_attempts:
+            why = f"{number} attempts"
+        elif hint is not None and hint > policy.max_hint:
+            why = f"the platform asks for {hint:.0f} s, more than the {policy.max_hint:.0f} s we wait at once"
+        elif waited + delay > policy.max_call_wait:
+            why = (
+                f"another {delay:.0f} s would exceed the {policy.max_call_wait:.0f} s one call may wait "
+                f"({waited:.0f} s spent)"
+            )
+        if why:
+            raise type(exc)(
+                f"{self.scrubber.scrub(str(exc))}; gave up: {why}",
+                retry_after=hint,
+                maybe_applied=exc.maybe_applied,
+                code=exc.code,
+            ) from None
+        with self._counter_lock:
+            self.retries += 1
+            self.waited += delay
+        self.log.warning(
+            "%s; waiting %.1f s (attempt %d of %d)",
+            self.scrubber.scrub(str(exc)),
+            delay,
+            number,
+            policy.max_attempts,
         )
-        return retrying(attempt)
+        self.sleep(delay)
+        return delay
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -201,11 +272,14 @@ class HttpClient:
         all_headers = dict(headers or {})
         if auth is not None:
             all_headers.update(auth())
+        _check_header_values(all_headers, self.platform)
         if self.rate_limiter is not None:
             self.rate_limiter.acquire()
         url = self.url(path)
         started = time.monotonic()
-        self.requests_sent += 1
+        with self._counter_lock:
+            self.requests_sent += 1
+            self.requests_by_phase[PHASE.get()] += 1
         try:
             response = self.session.request(
                 method,
@@ -240,7 +314,11 @@ class HttpClient:
                 f"({response.status_code} to host {target}); not followed, credentials stay here. "
                 "Check the connection's host."
             )
-        return check(response)
+        try:
+            return check(response)
+        except (PersonRefused, PermanentPlatformError, PlatformAuthError, TransientPlatformError) as exc:
+            exc.args = (self.scrubber.scrub(str(exc)),)  # a platform may echo what we sent
+            raise
 
     def _read_body(self, response: requests.Response, method: str, url: str, write: bool) -> None:
         """Read the body into ``response`` (as without streaming), refusing one over the cap."""
@@ -263,48 +341,15 @@ class HttpClient:
         """The URL's path, secrets scrubbed (never the query string, which may carry tokens)."""
         return self.scrubber.scrub(urlsplit(url).path)
 
-    @staticmethod
-    def _retryable(exc: BaseException, write: bool) -> bool:
-        if not isinstance(exc, TransientPlatformError):
-            return False
-        return not (write and exc.maybe_applied)
 
-    def _wait(self, retry_state: RetryCallState) -> float:
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        hint = getattr(exc, "retry_after", None)
-        backoff = min(self.retry.max_delay, self.retry.base_delay * 2 ** (retry_state.attempt_number - 1))
-        delay = float(hint) if hint is not None else backoff
-        return delay + random.uniform(0, self.retry.jitter * max(delay, 0.1))
-
-    def _log_retry(self, retry_state: RetryCallState) -> None:
-        self.retries += 1
-        exc = retry_state.outcome.exception() if retry_state.outcome else None
-        wait = retry_state.next_action.sleep if retry_state.next_action else 0.0
-        self.log.warning(
-            "%s; waiting %.1f s (attempt %d of %d)",
-            self.scrubber.scrub(str(exc)),
-            wait,
-            retry_state.attempt_number,
-            self.retry.max_attempts,
-        )
-
-
-def json_body(response: requests.Response, platform: str, *, write: bool = False) -> Any:
-    """The parsed JSON body; a body that is not JSON is a transient fault (HTML error page, cut reply)."""
-    try:
-        return response.json()
-    except ValueError:
-        kind = "empty" if not response.content else f"not JSON ({response.headers.get('Content-Type', '?')})"
-        raise TransientPlatformError(
-            f"{platform}: HTTP {response.status_code} with a body that is {kind}",
-            maybe_applied=write,
-        ) from None
-
-
-def retry_after_seconds(response: requests.Response) -> float | None:
-    """The standard ``Retry-After`` header in seconds, if present and numeric."""
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+def _check_header_values(headers: Mapping[str, str], platform: str) -> None:
+    """HTTP headers carry Latin-1 only: a credential with other characters is the connection's error."""
+    for name, value in headers.items():
+        try:
+            str(value).encode("latin-1")
+        except UnicodeEncodeError:
+            raise InviteInputError(
+                f"{platform} connection: the value sent as header {name}",
+                "Latin-1 characters only (check the connection's credentials for a stray character)",
+                show_value=False,
+            ) from None

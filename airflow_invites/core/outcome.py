@@ -1,4 +1,4 @@
-"""The outcome record: one per person, the same shape on every platform."""
+"""The outcome record: one per person, the same shape on every platform and for every operation."""
 
 from __future__ import annotations
 
@@ -17,6 +17,10 @@ class Status(str, Enum):
     ALREADY_INVITED = "already_invited"
     JOINED = "joined"  # the platform accepted the person's outstanding application instead
     WOULD_INVITE = "would_invite"  # dry run
+    REMOVED = "removed"  # was a member, removed now
+    INVITE_CANCELLED = "invite_cancelled"  # had a pending invitation, withdrawn now
+    ALREADY_ABSENT = "already_absent"  # neither a member nor invited: nothing to remove
+    WOULD_REMOVE = "would_remove"  # dry run of a removal
     FAILED = "failed"
 
     @property
@@ -26,12 +30,35 @@ class Status(str, Enum):
     @property
     def changed(self) -> bool:
         """True where this run changed the platform's state (Ansible's ``changed``)."""
-        return self in (Status.INVITED, Status.JOINED)
+        return self in CHANGED
+
+
+CHANGED = frozenset({Status.INVITED, Status.JOINED, Status.REMOVED, Status.INVITE_CANCELLED})
+#: the statuses of each operation, in the order reports show them
+INVITE_STATUSES = (
+    Status.INVITED,
+    Status.ALREADY_MEMBER,
+    Status.ALREADY_INVITED,
+    Status.JOINED,
+    Status.WOULD_INVITE,
+    Status.FAILED,
+)
+REMOVE_STATUSES = (
+    Status.REMOVED,
+    Status.INVITE_CANCELLED,
+    Status.ALREADY_ABSENT,
+    Status.WOULD_REMOVE,
+    Status.FAILED,
+)
 
 
 @dataclass(frozen=True)
 class InviteOutcome:
-    """One person's result. ``to_dict()`` is what goes to XCom."""
+    """One person's result. ``to_dict()`` is what goes to XCom.
+
+    ``user`` is the platform id acted on (or, when a handle could not be resolved, the handle as
+    given); ``handle`` is the handle as given (``email:ann@example.com``), None when an id was given.
+    """
 
     platform: str
     group: str
@@ -39,6 +66,7 @@ class InviteOutcome:
     status: Status
     detail: str = ""
     code: str | None = None
+    handle: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -54,11 +82,19 @@ class InviteOutcome:
             status=Status(data["status"]),
             detail=data.get("detail", ""),
             code=data.get("code"),
+            handle=data.get("handle"),
         )
+
+    @property
+    def person(self) -> str:
+        """How reports name the person: the handle as given and the id it resolved to."""
+        if self.handle and self.handle != self.user:
+            return f"{self.handle} ({self.user})"
+        return self.user
 
     def line(self) -> str:
         """One readable log line."""
-        text = f"{self.platform} {self.group} {self.user}: {self.status.value}"
+        text = f"{self.platform} {self.group} {self.person}: {self.status.value}"
         if self.detail:
             text += f" ({self.detail})"
         if self.code:

@@ -1,4 +1,5 @@
-"""What every platform hook shares: the connection, secrets, the HTTP client, test_connection."""
+"""What every platform hook shares: the connection, secrets, the HTTP client, calls through the
+platform's error table, counters, and Airflow's test button."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import threading
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
+import requests
 from airflow.sdk import BaseHook
 
-from airflow_invites.core.adapter import InviteAdapter
+from airflow_invites.core.adapter import MembershipAdapter
 from airflow_invites.core.errors import InviteInputError
 from airflow_invites.core.http import DEFAULT_TIMEOUT, Check, HttpClient, RateLimiter, RetryPolicy
-from airflow_invites.core.invite import parse_bool
+from airflow_invites.core.membership import parse_bool
+from airflow_invites.core.replies import ErrorTable, Reply, read_reply
 from airflow_invites.core.runtime_store import RuntimeStore
 from airflow_invites.core.secrets import SecretScrubber
 
@@ -21,8 +25,9 @@ T = TypeVar("T")
 USER_AGENT = "airflow-invites/0.1.0 (+https://github.com/airflow-invites/airflow-invites)"
 
 
-class InvitesHook(BaseHook, InviteAdapter):
-    """Base of the platform hooks. Subclasses declare the class attributes and the adapter methods."""
+class InvitesHook(BaseHook, MembershipAdapter):
+    """Base of the platform hooks. Subclasses declare the class attributes, their error table
+    (``errors``) and envelope reader (``read_envelope``), and the adapter methods."""
 
     conn_name_attr: ClassVar[str]
     default_conn_name: ClassVar[str]
@@ -34,6 +39,8 @@ class InvitesHook(BaseHook, InviteAdapter):
     secret_extras: ClassVar[tuple[str, ...]] = ()
     #: client-side pacing: (requests per second, burst), or None
     client_rate: ClassVar[tuple[float, int] | None] = None
+    #: what the platform's refusals mean (``core.replies``)
+    errors: ClassVar[ErrorTable]
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         named = kwargs.pop(self.conn_name_attr, None)
@@ -72,35 +79,50 @@ class InvitesHook(BaseHook, InviteAdapter):
             raise InviteInputError(f"connection {self.conn_id}: host", "the platform's base URL")
         if "://" not in host:
             host = f"https://{host}"
+        parts = urlsplit(host)
+        if parts.username is not None or parts.password is not None:
+            self.scrubber.add(parts.password, parts.username)
+            raise InviteInputError(
+                f"connection {self.conn_id}: host",
+                "a URL without user:password@ (credentials go in the connection's own fields)",
+                show_value=False,
+            )
         if self.connection.port and host.count(":") < 2:
             host = f"{host}:{self.connection.port}"
         return host
 
     @cached_property
     def http(self) -> HttpClient:
-        timeout = self.extra("timeout", DEFAULT_TIMEOUT)
-        try:
-            timeout = float(timeout)
-        except (TypeError, ValueError):
-            raise InviteInputError(f"connection {self.conn_id}: extra timeout", "seconds", timeout) from None
-        limiter = self._rate_limiter()
         return HttpClient(
             platform=self.platform,
             base_url=self.base_url(),
             scrubber=self.scrubber,
-            timeout=timeout,
+            timeout=_number(self, "timeout", DEFAULT_TIMEOUT, minimum=0.1, maximum=600),
             verify=self.extra_flag("verify_ssl", True),
             headers={"User-Agent": self.user_agent(), "Accept": "application/json"},
-            retry=RetryPolicy(max_attempts=int(self.extra("max_attempts", RetryPolicy.max_attempts))),
-            rate_limiter=limiter,
+            retry=self.retry_policy(),
+            rate_limiter=self._rate_limiter(),
             logger=self.log,  # type: ignore[arg-type]
         )
+
+    def http_if_used(self) -> HttpClient | None:
+        """The HTTP client if a call was made (building one reads the connection), else None."""
+        return self.__dict__.get("http")
+
+    def retry_policy(self) -> RetryPolicy:
+        """The connection's ``max_attempts`` (default 8) on the shared policy."""
+        attempts = self.extra("max_attempts", RetryPolicy.max_attempts)
+        if isinstance(attempts, bool) or not str(attempts).strip().isdigit() or int(str(attempts)) < 1:
+            raise InviteInputError(
+                f"connection {self.conn_id}: extra max_attempts", "an integer >= 1", attempts
+            )
+        return RetryPolicy(max_attempts=int(str(attempts)))
 
     def _rate_limiter(self) -> RateLimiter | None:
         """Client-side pacing: the platform's documented limit, or the connection's own figures."""
         rate, burst = self.client_rate or (0.0, 1)
         rate = _number(self, "max_requests_per_second", rate)
-        burst = int(_number(self, "burst", burst))
+        burst = int(_number(self, "burst", burst, minimum=1))
         return RateLimiter(rate, burst) if rate > 0 else None
 
     def user_agent(self) -> str:
@@ -108,8 +130,31 @@ class InvitesHook(BaseHook, InviteAdapter):
 
     # -- calls -----------------------------------------------------------------------------------
 
-    def call(self, method: str, path: str, *, check: Check[T], write: bool = False, **kwargs: Any) -> T:
-        """One authenticated API call through the shared HTTP layer."""
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        check: Check[T] | None = None,
+        errors: ErrorTable | None = None,
+        person: bool = False,
+        write: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """One authenticated API call through the shared HTTP layer.
+
+        By default the reply is read with ``read_envelope`` and interpreted with ``errors`` (the
+        hook's table unless an endpoint's own is given); ``person=True`` when the call names one
+        person, so that a per-person refusal is that person's outcome. ``check`` replaces all that
+        for a reply of another shape.
+        """
+        if check is None:
+            table = errors or self.errors
+
+            def check(response: requests.Response) -> Any:
+                reply = read_reply(response, self.platform, self.read_envelope, write=write)
+                return table.interpret(reply, write=write, person=person)
+
         return self.http.request(
             method,
             path,
@@ -127,6 +172,10 @@ class InvitesHook(BaseHook, InviteAdapter):
     def _locked_reauthenticate(self) -> None:
         with self._auth_lock:
             self.reauthenticate()
+
+    def read_envelope(self, response: requests.Response, body: Any) -> Reply:
+        """The platform's envelope of a parsed JSON body: success and value, or code, message, hint."""
+        raise NotImplementedError(f"{type(self).__name__} reads no envelope: pass check= to call()")
 
     def auth_headers(self) -> Mapping[str, str]:
         """Headers that authenticate a call (authenticating first if needed)."""
@@ -157,12 +206,15 @@ class InvitesHook(BaseHook, InviteAdapter):
             return False, self.scrubber.scrub(str(exc))
 
 
-def _number(hook: InvitesHook, name: str, default: float) -> float:
+def _number(
+    hook: InvitesHook, name: str, default: float, *, minimum: float = 0.0, maximum: float | None = None
+) -> float:
     value = hook.extra(name, default)
+    expected = f"a number from {minimum:g}" + (f" to {maximum:g}" if maximum is not None else " up")
     try:
-        number = float(value)
+        number = float(value) if not isinstance(value, bool) else float("nan")
     except (TypeError, ValueError):
-        raise InviteInputError(f"connection {hook.conn_id}: extra {name}", "a number >= 0", value) from None
-    if number < 0:
-        raise InviteInputError(f"connection {hook.conn_id}: extra {name}", "a number >= 0", value)
+        raise InviteInputError(f"connection {hook.conn_id}: extra {name}", expected, value) from None
+    if not number >= minimum or (maximum is not None and number > maximum):  # NaN fails too
+        raise InviteInputError(f"connection {hook.conn_id}: extra {name}", expected, value)
     return number

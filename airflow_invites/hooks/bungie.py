@@ -190,7 +190,7 @@ class BungieHook(InvitesHook):
     secret_extras = ("api_key", "refresh_token")
     client_rate = (24.0, 1)  # Bungie allows 25/s averaged over 10 s per IP; bungio keeps to 24/s
     invite_batch_size = 1
-    invite_concurrency = 4  # round trips overlap; the pacing above keeps the rate
+    write_concurrency = 4  # round trips overlap; the pacing above keeps the rate
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id, **kwargs)

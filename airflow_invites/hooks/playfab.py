@@ -121,7 +121,7 @@ class PlayFabHook(InvitesHook):
     conn_type = "playfab"
     hook_name = "PlayFab"
     invite_batch_size = 1  # InviteToGroup names one entity
-    invite_concurrency = 4  # so a whole guild (up to 1,000) does not wait on 1,000 round trips
+    write_concurrency = 4  # so a whole guild (up to 1,000) does not wait on 1,000 round trips
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id, **kwargs)

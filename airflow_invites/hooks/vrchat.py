@@ -122,7 +122,7 @@ class VRChatHook(InvitesHook):
     secret_extras = ("totp_secret", "auth_cookie")
     invite_batch_size = 1  # POST /groups/{id}/invites names one person
     client_rate = (2.0, 10)  # VRChat publishes no limit and asks for gentle clients
-    invite_concurrency = 4  # round trips overlap; the pacing above keeps the rate
+    write_concurrency = 4  # round trips overlap; the pacing above keeps the rate
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id, **kwargs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_invites.operators.base import GroupInviteOperator
+from airflow_invites.operators.base import GroupInviteOperator, GroupRemoveOperator
 
 
 class BungieClanInviteOperator(GroupInviteOperator):
@@ -13,6 +13,16 @@ class BungieClanInviteOperator(GroupInviteOperator):
     Bungie answers Success to a repeated invite, so the look-up (members, pending invitations) decides
     ``already_member`` / ``already_invited`` and nobody is invited twice. The player must accept in
     the game or on bungie.net; until then the outcome is ``invited``.
+    """
+
+    platform = "bungie"
+
+
+class BungieClanRemoveOperator(GroupRemoveOperator):
+    """Remove Destiny players from a Bungie.net clan: ``Kick`` for members, ``IndividualInviteCancel`` for pending invitations.
+
+    Outcomes ``removed``, ``invite_cancelled``, ``already_absent``, ``would_remove`` (dry run) or
+    ``failed`` (the owner and the connection's own account are never removed).
     """
 
     platform = "bungie"

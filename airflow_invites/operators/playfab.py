@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_invites.core.adapter import InviteRequest
-from airflow_invites.operators.base import GroupInviteOperator, parse_bool
+from airflow_invites.operators.base import GroupInviteOperator, GroupRemoveOperator, parse_bool
 
 
 class PlayFabGroupInviteOperator(GroupInviteOperator):
@@ -57,3 +57,13 @@ class PlayFabGroupInviteOperator(GroupInviteOperator):
             ),
         }
         return InviteRequest(message=self.message or None, extra=extra)
+
+
+class PlayFabGroupRemoveOperator(GroupRemoveOperator):
+    """Remove players from a PlayFab group: ``RemoveMembers`` for members, ``RemoveGroupInvitation`` for pending invitations.
+
+    Outcomes ``removed``, ``invite_cancelled``, ``already_absent``, ``would_remove`` (dry run) or
+    ``failed`` (the owner and the connection's own account are never removed).
+    """
+
+    platform = "playfab"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_invites.core.adapter import InviteRequest
-from airflow_invites.operators.base import GroupInviteOperator
+from airflow_invites.operators.base import GroupInviteOperator, GroupRemoveOperator
 
 
 class VRChatGroupInviteOperator(GroupInviteOperator):
@@ -29,3 +29,13 @@ class VRChatGroupInviteOperator(GroupInviteOperator):
         return InviteRequest(
             message=self.message or None, extra={"confirm_override_block": self.confirm_override_block}
         )
+
+
+class VRChatGroupRemoveOperator(GroupRemoveOperator):
+    """Remove people from a VRChat group: ``DELETE /groups/{groupId}/members/{userId}`` for members, ``DELETE /groups/{groupId}/invites/{userId}`` for pending invitations.
+
+    Outcomes ``removed``, ``invite_cancelled``, ``already_absent``, ``would_remove`` (dry run) or
+    ``failed`` (the owner and the connection's own account are never removed).
+    """
+
+    platform = "vrchat"

@@ -16,7 +16,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_invites.core.errors import InviteInputError
-from airflow_invites.core.invite import as_user_list
+from airflow_invites.core.membership import as_user_list
 from airflow_invites.operators.base import GroupLink, parse_bool
 from airflow_invites.platforms import PLATFORMS
 

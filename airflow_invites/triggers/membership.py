@@ -12,7 +12,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -25,6 +24,7 @@ from airflow_invites.core.errors import (
     TransientPlatformError,
 )
 from airflow_invites.hooks.base import InvitesHook
+from airflow_invites.platforms import load_class
 
 #: ``TriggerEvent`` statuses
 MEMBER, TIMEOUT, FAILED = "member", "timeout", "failed"
@@ -32,9 +32,8 @@ MEMBER, TIMEOUT, FAILED = "member", "timeout", "failed"
 
 def hook_from_path(class_path: str, conn_id: str) -> InvitesHook:
     """Instantiate a platform hook from its class path (``airflow_invites.hooks.x.XHook``)."""
-    module_path, _, name = class_path.rpartition(".")
-    hook_class = getattr(import_module(module_path), name)
-    if not (isinstance(hook_class, type) and issubclass(hook_class, InvitesHook)):
+    hook_class = load_class(class_path)
+    if not issubclass(hook_class, InvitesHook):
         raise InviteInputError("hook_class", "the class path of an InvitesHook subclass", class_path)
     return hook_class(conn_id=conn_id)
 
