@@ -173,6 +173,7 @@ class GroupMembershipOperator(BaseOperator):
             self.push_stats(context, hook, stats)
             raise
         self.report(hook, outcomes, stats)
+        hook.remember_pace()
         data = [o.to_dict() for o in outcomes]
         context["ti"].xcom_push(key=OUTCOMES_KEY, value=data)
         self.push_stats(context, hook, stats, people=len(outcomes))
