@@ -72,7 +72,8 @@ def peers_table(results: dict[str, Any]) -> str:
     )
 
 
-#: why a client can be faster than ours, by (platform or "*", form); the figures come from the run
+#: why a client can be faster than ours, by (platform or "*", form); ``{ours_rate}`` is our
+#: requests per second in the same run, so the reason follows the hooks' pacing as it changes
 WHY_FASTER = {
     ("*", "bulk"): "one request carries every person and nothing is read first; ours reads the group "
     "first (its look-up requests are counted in the table) so that it can report who was already "
@@ -80,13 +81,13 @@ WHY_FASTER = {
     ("bitrix24", "batch"): "every invite rides in a few batch requests and nothing is read first; ours "
     "reads the group first (its look-up requests are counted in the table)",
     ("bungie", "gather"): "bungio sends every invite at once (up to 100 in flight; its own limiter "
-    "allows 240 per 10 s) and reads nothing first; ours reads the group first and paces itself "
-    "evenly at 24 requests/s with no burst, although Bungie averages its 25 requests/s over 10 s",
+    "allows 240 per 10 s) and reads nothing first; ours reads the group first and paced itself at "
+    "{ours_rate:.1f} requests/s, although Bungie averages its 25 requests/s over 10 s",
     ("bungie", "loop"): "a sequential loop of this size stays under Bungie's 250 requests per 10 s "
-    "without pacing; ours paces itself evenly at 24 requests/s from the first request",
-    ("vrchat", "loop"): "one request per person, unpaced and without retries; ours paces itself at a "
-    "fixed 2 requests/s by default (VRChat publishes no limit), so it is slower, and with limits on "
-    "the unpaced client loses invites to throttle replies (*not invited*) while ours loses none",
+    "without pacing; ours paced itself at {ours_rate:.1f} requests/s from the first request",
+    ("vrchat", "loop"): "one request per person, unpaced and without retries; ours paces itself where "
+    "VRChat publishes no limit ({ours_rate:.1f} requests/s in this run), so it is slower, while the "
+    "unpaced client loses invites to throttle replies once limits are on (see *not invited*)",
     ("*", "loop"): "one request per person in sequence and nothing read first",
 }
 
@@ -95,10 +96,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def why_faster(row: dict[str, Any]) -> str:
-    return WHY_FASTER.get((row["platform"], row["form"])) or WHY_FASTER.get(
-        ("*", row["form"]), "see the table"
-    )
+def why_faster(row: dict[str, Any], ours: dict[str, Any]) -> str:
+    reason = WHY_FASTER.get((row["platform"], row["form"])) or WHY_FASTER.get(("*", row["form"]))
+    return (reason or "see the table").format(ours_rate=ours["requests"] / ours["wall_s"])
 
 
 def faster_peers(results: dict[str, Any]) -> str:
@@ -116,7 +116,7 @@ def faster_peers(results: dict[str, Any]) -> str:
             f"{mine['wall_s']:.2f} s; {_count(r['requests'], 'request')} against our {mine['requests']}; "
             f"{r['not_invited']} not invited against our {mine['not_invited']}; its re-run sends "
             f"{_count(r['rerun']['requests'], 'request')} against our {mine['rerun']['requests']}). "
-            f"Why: {why_faster(r)}."
+            f"Why: {why_faster(r, mine)}."
         )
     return "\n".join(lines) or "No client was faster than ours in this run."
 
