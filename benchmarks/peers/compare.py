@@ -104,11 +104,11 @@ def scrubbed(sandbox: SandboxProcess, text: str) -> str:
 
 
 def run_ours(platform: str, conn_id: str, group: str, people: list[str]) -> dict[str, Any]:
-    from airflow_invites.core.invite import invite_people
+    from airflow_invites.core.membership import invite_people
     from airflow_invites.core.outcome import Status
-    from airflow_invites.onboarding import operator_class
+    from airflow_invites.platforms import PLATFORMS
 
-    hook = operator_class(platform).hook_class(conn_id=conn_id)  # a new task: a new hook
+    hook = PLATFORMS[platform].hook_for(conn_id)  # a new task: a new hook
     started = time.perf_counter()
     try:
         outcomes = invite_people(hook, group, people)
