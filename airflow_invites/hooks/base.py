@@ -14,7 +14,7 @@ import requests
 from airflow.sdk import BaseHook
 
 from airflow_invites.core.adapter import Handle, MembershipAdapter
-from airflow_invites.core.errors import InviteInputError
+from airflow_invites.core.errors import InviteInputError, TransientPlatformError
 from airflow_invites.core.http import DEFAULT_TIMEOUT, Check, HttpClient, RateLimiter, RetryPolicy
 from airflow_invites.core.membership import parse_bool
 from airflow_invites.core.pacing import LEARNED_RATE, AdaptivePacer, shared_pacer
@@ -46,6 +46,9 @@ class InvitesHook(BaseHook, MembershipAdapter):
     adaptive_rate: ClassVar[tuple[float, int] | None] = None
     #: what the platform's refusals mean (``core.replies``)
     errors: ClassVar[ErrorTable]
+    #: set by a task that can defer: a wait hint longer than this many seconds raises ``LongWait``
+    #: instead of being slept in the worker (None: every wait is slept, within the retry bounds)
+    defer_after: float | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A hook that resolves handles takes the kinds its registry entry lists (the one source)."""
@@ -139,7 +142,7 @@ class InvitesHook(BaseHook, MembershipAdapter):
             raise InviteInputError(
                 f"connection {self.conn_id}: extra max_attempts", "an integer >= 1", attempts
             )
-        return RetryPolicy(max_attempts=int(str(attempts)))
+        return RetryPolicy(max_attempts=int(str(attempts)), defer_after=self.defer_after)
 
     def _rate_limiter(self) -> RateLimiter | None:
         """Client-side pacing: the documented limit, the connection's own figures, or learned (adaptive)."""
@@ -240,10 +243,45 @@ class InvitesHook(BaseHook, MembershipAdapter):
         raise NotImplementedError
 
     def test_connection(self) -> tuple[bool, str]:
-        try:
-            return True, self.check_connection()
-        except Exception as exc:
-            return False, self.scrubber.scrub(str(exc))
+        """Airflow's Test button: one attempt per call, short timeouts, an answer within ``TEST_DEADLINE``.
+
+        A throttled or failing platform is reported with its own reason at once (no backoff, no
+        waiting out a wait hint); a platform that does not answer in time is reported as such.
+        """
+        answer: list[tuple[bool, str]] = []
+
+        def run() -> None:
+            try:
+                client = self.http
+                client.retry = RetryPolicy(max_attempts=1)
+                client.timeout = min(client.timeout, TEST_REQUEST_TIMEOUT)
+                client.rate_limiter = None  # a test sends one or two requests: no pacing wait
+                answer.append((True, self.check_connection()))
+            except Exception as exc:
+                answer.append((False, self.scrubber.scrub(_test_reason(exc))))
+
+        worker = threading.Thread(target=run, name=f"test-{self.conn_id}", daemon=True)
+        worker.start()
+        worker.join(TEST_DEADLINE)
+        if answer:
+            return answer[0]
+        return False, (
+            f"{self.platform}: no answer within {TEST_DEADLINE:.0f} s (the platform or the network is slow "
+            "or unreachable); nothing was changed"
+        )
+
+
+#: seconds the Test button waits for each reply, and for its whole answer
+TEST_REQUEST_TIMEOUT, TEST_DEADLINE = 4.0, 7.0
+
+
+def _test_reason(exc: Exception) -> str:
+    """The platform's own reason, without the retry layer's 'gave up' bookkeeping."""
+    text = str(exc).split("; gave up: ", 1)[0]
+    hint = getattr(exc, "retry_after", None)
+    if isinstance(exc, TransientPlatformError) and hint:
+        text += f" (the platform asks to wait {hint:.0f} s: test again later)"
+    return text
 
 
 def _number(
