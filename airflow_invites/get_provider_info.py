@@ -43,6 +43,8 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": GENERIC, "python-modules": ["airflow_invites.triggers.membership"]}
         ],
         "extra-links": ["airflow_invites.operators.base.GroupLink"],
+        # invites://<platform>/<group>: the asset events of the membership tasks
+        "asset-uris": [{"schemes": ["invites"], "handler": "airflow_invites.assets.normalize_uri"}],
         "connection-types": [
             {
                 "connection-type": spec.conn_type,

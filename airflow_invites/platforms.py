@@ -30,6 +30,12 @@ COMMON_CONN_FIELDS: dict[str, dict[str, Any]] = {
         "description": "Requests allowed at once before pacing starts. Empty: the platform's documented burst.",
         "schema": {"type": ["integer", "null"], "minimum": 1},
     },
+    "defer_after": {
+        "label": "Defer waits longer than (s)",
+        "description": "When the platform asks to wait longer than this, the task waits in the triggerer "
+        "(its worker slot freed) instead of sleeping. Empty: 30; 0: never defer.",
+        "schema": {"type": ["number", "null"], "minimum": 0, "maximum": 86400},
+    },
     "verify_ssl": {
         "label": "Verify TLS",
         "description": "Verify the server's TLS certificate. Turn off only for a test server.",

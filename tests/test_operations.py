@@ -1,0 +1,135 @@
+"""Airflow-native operations: long waits deferred, the quick Test button, approval, asset events,
+the notifier, the acceptance sensor's mode and the pool watch.
+
+Real HTTP against the sandbox; DAGs run with ``dag.test()``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+from test_onboarding import load_dag, onboard_conf, xcom
+
+from airflow_invites.platforms import PLATFORMS
+from airflow_invites.sandbox.client import SandboxClient
+
+
+@pytest.mark.parametrize("platform", list(PLATFORMS))
+@pytest.mark.parametrize("hint", [10, 120])
+def test_the_test_button_answers_at_once_with_the_platforms_reason_when_throttled(sandbox, platform, hint):
+    hook = PLATFORMS[platform].hook_for()
+    sandbox.faults(platform, rate=1.0, kinds=["throttle"], throttle_seconds=hint)
+    started = time.monotonic()
+    ok, message = hook.test_connection()
+    took = time.monotonic() - started
+    assert not ok and took < 3, (took, message)
+    assert "gave up" not in message, message
+    sent = sandbox.requests(platform)
+    assert 1 <= len(sent) <= 2, sent  # one attempt (a log-in may come first), no retries
+    print(f"{platform}: {took:.2f} s: {message}")
+
+
+@pytest.mark.parametrize(
+    ("fault", "answer"),
+    [
+        ({"kinds": ["timeout"], "timeout_ms": 30_000}, "ReadTimeout"),  # one reply never comes
+        ({"rate": 0.0, "latency_ms": 3_900}, "no answer within"),  # each reply slow, together too slow
+    ],
+)
+def test_the_test_button_answers_within_its_deadline_when_the_platform_hangs(
+    sandbox, monkeypatch, fault, answer
+):
+    from airflow_invites.hooks.base import TEST_DEADLINE
+
+    monkeypatch.setenv("AIRFLOW_CONN_VRCHAT_DEFAULT", sandbox.connection_env("vrchat", timeout=60))
+    sandbox.faults("vrchat", **{"rate": 1.0, **fault})
+    started = time.monotonic()
+    ok, message = PLATFORMS["vrchat"].hook_for().test_connection()
+    took = time.monotonic() - started
+    assert not ok and answer in message, message
+    assert took < TEST_DEADLINE + 1, took
+
+
+# -- long waits deferred -----------------------------------------------------------------------------
+
+
+def _clear_faults_after_first_throttle(sandbox, platform: str) -> threading.Thread:
+    """Clear the sandbox's faults right after the first throttled reply (the platform stops throttling)."""
+
+    def watch() -> None:
+        client = SandboxClient(sandbox.base_url)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(r["status"] == 429 for r in client.requests(platform)):
+                client.clear_faults()
+                return
+            time.sleep(0.05)
+
+    helper = threading.Thread(target=watch, daemon=True)
+    helper.start()
+    return helper
+
+
+def test_a_long_throttle_defers_the_task_and_it_resumes(sandbox, airflow_db, monkeypatch, capsys):
+    monkeypatch.setenv("AIRFLOW_CONN_ROCKETCHAT_DEFAULT", sandbox.connection_env("rocketchat", defer_after=1))
+    conf = onboard_conf(sandbox, "rocketchat")
+    sandbox.faults("rocketchat", rate=1.0, kinds=["throttle"], throttle_seconds=3)
+    helper = _clear_faults_after_first_throttle(sandbox, "rocketchat")
+    started = time.monotonic()
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "success"
+    assert [(r["user"], r["applied"]) for r in sandbox.invites("rocketchat")] == [
+        (conf["rocketchat_user"], 1)
+    ]
+    figures = xcom(run, "onboard.invite_rocketchat", "stats")
+    assert figures["deferrals"] == 1 and 3 <= figures["deferred_s"] < 10, figures
+    assert figures["retries"] == 0  # the throttle was not slept in the worker
+    assert time.monotonic() - started >= 3
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert re.search(r"rate limited \(429\).*; deferring 3 s \(round 1\): the worker slot is free", out)
+    assert re.search(r"resumed after [345] s deferred \(round 1", out)
+    assert re.search(r"deferred 1 time\(s\), [345] s in all", out)
+    assert xcom(run, "onboard.invite_rocketchat")[0]["status"] == "invited"
+
+
+def test_a_short_throttle_keeps_the_in_process_backoff(sandbox, airflow_db, monkeypatch):
+    conf = onboard_conf(sandbox, "rocketchat")
+    sandbox.faults("rocketchat", rate=1.0, kinds=["throttle"], throttle_seconds=1)
+    helper = _clear_faults_after_first_throttle(sandbox, "rocketchat")
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "success"
+    figures = xcom(run, "onboard.invite_rocketchat", "stats")
+    assert figures["deferrals"] == 0 and figures["retries"] >= 1, figures
+
+
+def test_a_wait_past_the_deferral_bound_fails_at_once_touching_nobody(sandbox, airflow_db):
+    conf = onboard_conf(sandbox, "rocketchat")
+    sandbox.faults("rocketchat", rate=1.0, kinds=["throttle"], throttle_seconds=4000)
+    started = time.monotonic()
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    assert run.state == "failed" and time.monotonic() - started < 60
+    outcome = xcom(run, "onboard.invite_rocketchat", "outcomes")[0]
+    assert outcome["status"] == "failed" and outcome["user"] == ""
+    assert (
+        "gave up: another" in outcome["detail"] and "3600 s one try may spend deferred" in outcome["detail"]
+    )
+    assert sandbox.invites("rocketchat") == []
+
+
+def test_defer_after_of_the_connection_is_checked(sandbox, airflow_db, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ROCKETCHAT_DEFAULT", sandbox.connection_env("rocketchat", defer_after="soon")
+    )
+    run = load_dag("onboard_user").dag.test(run_conf=onboard_conf(sandbox, "rocketchat"))
+    assert run.state == "failed"
+    outcome = xcom(run, "onboard.invite_rocketchat", "outcomes")[0]
+    assert (
+        "extra defer_after: expected seconds (a number >= 0; 0: never defer), got 'soon'" in outcome["detail"]
+    )
+    assert sandbox.requests("rocketchat") == []
