@@ -220,8 +220,9 @@ def test_sensor_completes_at_once_on_rocketchat(sandbox, airflow_db, capsys):
 
 
 @pytest.mark.parametrize("platform", ["playfab", "vrchat", "bungie", "bitrix24"])
-def test_sensor_defers_until_the_invite_is_accepted(sandbox, airflow_db, platform):
+def test_sensor_defers_until_the_invite_is_accepted(sandbox, airflow_db, platform, monkeypatch):
     """An invitation stays pending: the sensor defers, the trigger polls until it is accepted."""
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "true")
     conf = onboard_conf(sandbox, platform, wait_for_acceptance=True, acceptance_poll_seconds=1)
     user, group = conf[f"{platform}_user"], conf[f"{platform}_group"]
     accepted = threading.Event()

@@ -133,3 +133,118 @@ def test_defer_after_of_the_connection_is_checked(sandbox, airflow_db, monkeypat
         "extra defer_after: expected seconds (a number >= 0; 0: never defer), got 'soon'" in outcome["detail"]
     )
     assert sandbox.requests("rocketchat") == []
+
+
+# -- asset events ------------------------------------------------------------------------------------
+
+
+def asset_events(run) -> list[tuple[str, dict, str, int]]:
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.scalars(
+            select(AssetEvent).where(
+                AssetEvent.source_run_id == run.run_id, AssetEvent.source_dag_id == run.dag_id
+            )
+        ).all()
+        return sorted((e.asset.uri, dict(e.extra), e.source_task_id, e.source_map_index) for e in rows)
+
+
+def test_the_invite_task_emits_an_asset_event_with_counts(sandbox, airflow_db):
+    conf = onboard_conf(sandbox, "rocketchat")
+    group = conf["rocketchat_group"]
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    assert run.state == "success"
+    assert asset_events(run) == [
+        (
+            f"invites://rocketchat/{group}",
+            {"platform": "rocketchat", "group": group, "people": 1, "changed": 1, "invited": 1},
+            "onboard.invite_rocketchat",
+            -1,
+        )
+    ]
+    again = load_dag("onboard_user").dag.test(run_conf=conf)
+    assert [e[1]["changed"] for e in asset_events(again)] == [0]  # a run that changed nothing says so
+    dry = load_dag("onboard_user").dag.test(run_conf={**conf, "dry_run": True})
+    assert dry.state == "success" and asset_events(dry) == []  # a dry run changes nothing: no event
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("invites://RocketChat/ByehQjC44FwMeiLbX", "invites://rocketchat/ByehQjC44FwMeiLbX"),
+        (
+            "invites://vrchat/grp_7d1b3a8e-62a1-4d2c-9f0e-2b5a1c3d4e5f/",
+            "invites://vrchat/grp_7d1b3a8e-62a1-4d2c-9f0e-2b5a1c3d4e5f",
+        ),
+        ("invites://rocketchat/team%20room", "invites://rocketchat/team%20room"),
+    ],
+)
+def test_the_invites_uri_scheme_is_normalized(uri, expected):
+    from airflow.sdk import Asset
+
+    assert Asset(uri).uri == expected
+
+
+@pytest.mark.parametrize(
+    ("uri", "why"),
+    [
+        ("invites://slack/general", "with a platform of"),
+        ("invites://rocketchat", "one group id"),
+        ("invites://rocketchat/a/b", "one group id"),
+        ("invites://rocketchat/g?x=1", "no query or fragment"),
+    ],
+)
+def test_a_bad_invites_uri_is_refused_naming_the_shape(uri, why):
+    from airflow.sdk import Asset
+
+    with pytest.raises(ValueError, match=why):
+        Asset(uri)
+
+
+# -- the acceptance sensor follows [operators] default_deferrable ---------------------------------------
+
+
+def reschedules(run, task_id: str) -> int:
+    from airflow.models.taskreschedule import TaskReschedule
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    ti = next(t for t in run.get_task_instances() if t.task_id == task_id)
+    with create_session() as session:
+        return int(session.scalar(select(func.count()).where(TaskReschedule.ti_id == ti.id)) or 0)
+
+
+@pytest.mark.parametrize("deferrable", ["false", "true"])
+def test_the_sensor_follows_default_deferrable(sandbox, airflow_db, monkeypatch, deferrable):
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", deferrable)
+    module = load_dag("onboard_user")
+    sensor = module.dag.get_task("onboard.wait_playfab")
+    assert sensor.deferrable is (deferrable == "true")
+    assert sensor.mode == ("poke" if deferrable == "true" else "reschedule")
+    conf = onboard_conf(sandbox, "playfab", wait_for_acceptance=True, acceptance_poll_seconds=1)
+    user, group = conf["playfab_user"], conf["playfab_group"]
+
+    def accept_when_invited() -> None:
+        client = SandboxClient(sandbox.base_url)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(row["applied"] for row in client.invites("playfab")):
+                time.sleep(2.5)  # a few look-ups first
+                client.accept("playfab", str(group), str(user))
+                return
+            time.sleep(0.2)
+
+    helper = threading.Thread(target=accept_when_invited, daemon=True)
+    helper.start()
+    run = module.dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "success"
+    result = xcom(run, "onboard.wait_playfab")
+    assert result["status"] == "member" and result["polls"] >= 2, result
+    if deferrable == "true":
+        assert "detail" in result and reschedules(run, "onboard.wait_playfab") == 0  # the trigger's event
+    else:
+        assert reschedules(run, "onboard.wait_playfab") == result["polls"] - 1  # one short run per look-up

@@ -1,8 +1,10 @@
 """``GroupMembershipSensor``: wait until invited people have accepted (are members of the group).
 
 One sensor for every platform: it uses the platform's hook (from the registry) and its ``lookup``.
-Deferrable by default: after one look-up in the worker, the waiting happens in the triggerer
-(``GroupMembershipTrigger``), so no worker slot is held while people take their time.
+Deferrable when ``[operators] default_deferrable`` is true (or ``deferrable=True``): after one look-up
+in the worker, the waiting happens in the triggerer (``GroupMembershipTrigger``). Otherwise it runs in
+``reschedule`` mode: each look-up is a short run of the task, and no worker slot is held in between.
+Either way, nobody's days of deciding hold a worker.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator
+from airflow.sdk import BaseSensorOperator, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_invites.core.errors import InviteInputError
@@ -32,7 +34,8 @@ class GroupMembershipSensor(BaseSensorOperator):
     :param users: one id, a comma-separated string or a list (templated); empty: skip
     :param conn_id: the connection (default ``<platform>_default``) (templated)
     :param poll_interval: seconds between look-ups (templated)
-    :param deferrable: wait in the triggerer (default); False: poke from the worker
+    :param deferrable: wait in the triggerer; False: look up from short task runs in ``reschedule``
+        mode (default: ``[operators] default_deferrable``)
     :param wait_while_absent: keep waiting for people who have neither joined nor a pending
         invitation; default False: fail at once, as the invitation was declined or withdrawn
     :param enabled: when it renders false, the task is skipped (templated; e.g. a DAG param)
@@ -53,7 +56,7 @@ class GroupMembershipSensor(BaseSensorOperator):
         users: str | int | list[str] | list[int],
         conn_id: str | None = None,
         poll_interval: float | str = 60.0,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         wait_while_absent: bool = False,
         enabled: bool | str = True,
         timeout: timedelta | float | None = DEFAULT_TIMEOUT,
@@ -62,6 +65,10 @@ class GroupMembershipSensor(BaseSensorOperator):
         if platform not in PLATFORMS:
             raise ValueError(f"platform: unknown {platform!r}; expected one of {list(PLATFORMS)}")
         poke = poll_interval if isinstance(poll_interval, (int, float)) else 60.0
+        if deferrable is None:
+            deferrable = conf.getboolean("operators", "default_deferrable", fallback=False)
+        if not deferrable:
+            kwargs.setdefault("mode", "reschedule")  # never hold a worker slot for days between looks
         super().__init__(poke_interval=poke, timeout=timeout, **kwargs)
         self.platform = platform
         self.group = group
@@ -119,9 +126,9 @@ class GroupMembershipSensor(BaseSensorOperator):
         if self.users in (None, "", [], "None"):
             raise AirflowSkipException("no person given for this platform")
         self.poke_interval = self._interval()
-        if not self.deferrable:
+        if not self.deferrable:  # reschedule mode: each look-up is a run of this task
             super().execute(context)
-            return self._result("member", polls=None)
+            return self._result("member", polls=int(context.get("task_reschedule_count") or 0) + 1)
         if self.poke(context):  # one look-up first: often everyone is already in
             return self._result("member", polls=1)
         from airflow_invites.triggers.membership import GroupMembershipTrigger
