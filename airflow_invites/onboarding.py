@@ -14,8 +14,10 @@ Platforms run in the order given, one after another; each runs even if an earlie
 final ``report`` task shows every platform's outcomes. The report fails the run when anyone failed,
 when a platform's task died without outcomes (a timeout, a killed worker, marked failed by hand),
 or when no platform had anyone to act on. ``offboarding_task_group`` is the same with removals.
-With ``wait_for_acceptance``, a deferrable ``GroupMembershipSensor`` per platform waits (in the
-triggerer) until the person has accepted.
+With ``wait_for_acceptance``, a ``GroupMembershipSensor`` per platform waits (in the triggerer, or
+in reschedule mode) until the person has accepted. With ``approval``, a dry-run preview of every
+platform is shown to a person who approves or rejects it before anyone is touched (see
+``airflow_invites.approval``); a Reject ends the run green with the report saying who rejected it.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from typing import Any
 from airflow.sdk import BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_invites.approval import add_approval, decided_by, preview_task, read_decision
 from airflow_invites.core.membership import State
-from airflow_invites.operators.base import OUTCOMES_KEY
+from airflow_invites.operators.base import OUTCOMES_KEY, STATS_KEY
 from airflow_invites.params import check_conf, nearest
 from airflow_invites.platforms import PLATFORMS
 from airflow_invites.pools import pool_name
@@ -68,6 +71,10 @@ def membership_task_group(
     wait_for_acceptance: bool | str = False,
     acceptance_poll_interval: float | str = 300.0,
     acceptance_timeout: timedelta = timedelta(days=7),
+    approval: bool | str = False,
+    approval_timeout: timedelta | None = None,
+    approval_notifiers: Sequence[Any] | None = None,
+    report_notifiers: Sequence[Any] | None = None,
 ) -> TaskGroup:
     """One person (or a few) to ``state`` on ``platforms`` in sequence, then a report (see module doc)."""
     order = list(platforms or DEFAULT_ORDER)
@@ -83,11 +90,12 @@ def membership_task_group(
         check_platform_keys(name, mapping)
     verb = "invite" if state is State.PRESENT else "remove"
     with TaskGroup(group_id=group_id) as group:
-        previous = None
+        previous: Any = None
         member_tasks: dict[str, str] = {}
         wait_tasks: dict[str, str] = {}
         upstreams: list[BaseOperator] = []
-        for position, platform in enumerate(order):
+
+        def member(platform: str, task_id: str, **fixed: Any) -> Any:
             extra: dict[str, Any] = dict((operator_kwargs or {}).get(platform, {}))
             if use_pools:
                 extra.setdefault("pool", pool_name(platform))
@@ -95,17 +103,39 @@ def membership_task_group(
                 extra.setdefault("max_removals", max_removals)
             spec = PLATFORMS[platform]
             operator = spec.operator_class if state is State.PRESENT else spec.remove_operator_class
-            task = operator(
-                task_id=f"{verb}_{platform}",
-                group=(groups or {}).get(platform) or default_group_template(platform),
-                users=users.get(platform, ""),
-                message=message,
-                dry_run=dry_run,
-                conn_id=(conn_ids or {}).get(platform),
-                skip_if_empty=True,
-                check_trigger_conf=True,
-                trigger_rule=TriggerRule.ALL_SUCCESS if position == 0 else TriggerRule.ALL_DONE,
+            arguments: dict[str, Any] = {
+                "group": (groups or {}).get(platform) or default_group_template(platform),
+                "users": users.get(platform, ""),
+                "message": message,
+                "dry_run": dry_run,
+                "conn_id": (conn_ids or {}).get(platform),
+                "skip_if_empty": True,
+                "check_trigger_conf": True,
                 **extra,
+                **fixed,
+            }
+            return operator(task_id=task_id, **arguments)
+
+        approve = None
+        if approval is not False:
+            previews = {
+                member(p, preview_task(p), dry_run=True, fail_on_failure=False, outlets=[]): p for p in order
+            }
+            approve = add_approval(
+                required=approval,
+                previews=previews,
+                keep=[],
+                timeout=approval_timeout,
+                notifiers=approval_notifiers,
+                subject=f"Approve {'onboarding' if state is State.PRESENT else 'offboarding'}",
+            )
+            previous = approve
+        for position, platform in enumerate(order):
+            task = member(
+                platform,
+                f"{verb}_{platform}",
+                trigger_rule=TriggerRule.ALL_SUCCESS if position == 0 else TriggerRule.ALL_DONE,
+                approval_task=approve.task_id if approve is not None else None,
             )
             if previous is not None:
                 previous >> task
@@ -132,10 +162,14 @@ def membership_task_group(
             task_id="report",
             member_tasks=member_tasks,
             wait_tasks=wait_tasks,
+            approval_task=approve.task_id if approve is not None else None,
             trigger_rule=TriggerRule.ALL_DONE,
+            on_failure_callback=list(report_notifiers or []),
         )
         for upstream in upstreams:
             upstream >> report_task
+        if approve is not None:
+            approve.keep = [report_task.task_id]  # a Reject skips the rest; the report says so
     return group
 
 
@@ -155,6 +189,13 @@ def onboarding_task_group(*, group_id: str = "onboard", **kwargs: Any) -> TaskGr
         decides per run (rendering false skips the sensors). False (the default): no sensors at all
     :param acceptance_poll_interval: seconds between look-ups while waiting (templated)
     :param acceptance_timeout: how long to wait for acceptance before the sensor fails
+    :param approval: preview every platform (dry run), then wait for a person to approve in the UI's
+        Required Actions page before anyone is invited; a template (e.g.
+        ``"{{ params.require_approval }}"``) decides per run. Reject: nobody touched, the report says who
+    :param approval_timeout: how long the request waits for an answer before it counts as rejected
+        (default 3 days)
+    :param approval_notifiers: notifiers called when approval is asked (e.g. ``RocketChatNotifier``)
+    :param report_notifiers: notifiers called when the report fails (someone failed on a platform)
     """
     return membership_task_group(state=State.PRESENT, group_id=group_id, **kwargs)
 
@@ -178,6 +219,10 @@ class MembershipReportOperator(BaseOperator):
 
     :param member_tasks: task id -> platform of the membership tasks, whose XCom ``outcomes`` it reads
     :param wait_tasks: task id -> platform of the acceptance sensors
+    :param approval_task: the approval task whose decision it reports (a Reject ends green: nobody
+        was touched, as decided)
+
+    XCom ``failed_platforms``: the platforms that failed (for a failure notifier's text).
     """
 
     ui_color = "#f0ede4"
@@ -187,18 +232,31 @@ class MembershipReportOperator(BaseOperator):
         *,
         member_tasks: Mapping[str, str],
         wait_tasks: Mapping[str, str] | None = None,
+        approval_task: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.member_tasks = dict(member_tasks)
         self.wait_tasks = dict(wait_tasks or {})
+        self.approval_task = approval_task
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
         check_conf(context)
         ti = context["ti"]
+        decision = read_decision(context, self.approval_task) if self.approval_task else None
+        if decision and decision.get("required") and not decision.get("approved"):
+            self.log.info(
+                "membership report\n\nRejected by %s at %s: nobody was touched on %s.\n",
+                decided_by(decision),
+                decision.get("at"),
+                ", ".join(dict.fromkeys(self.member_tasks.values())),
+            )
+            return []
         states = task_states(context, [*self.member_tasks, *self.wait_tasks])
         rows: list[dict[str, Any]] = []
         lines = ["| platform | group | person | status | detail |", "|---|---|---|---|---|"]
+        if decision and decision.get("required"):
+            lines = [f"Approved by {cell(decided_by(decision))} at {decision.get('at')}.", "", *lines]
         failed: list[str] = []
         ran: list[str] = []
         for task_id, platform in self.member_tasks.items():
@@ -226,8 +284,10 @@ class MembershipReportOperator(BaseOperator):
             if any(o["status"] == "failed" for o in outcomes) or state not in ("success", None):
                 failed.append(platform)
         failed += [p for p in _acceptance_lines(states, self.wait_tasks, lines) if p not in failed]
+        _deferral_lines(ti, self.member_tasks, lines)
         table = "\n".join(lines)
         self.log.info("membership report\n%s\n", table)
+        ti.xcom_push(key="failed_platforms", value=failed)
         if failed:
             raise AirflowFailException(f"failed on: {', '.join(failed)}\n{table}")
         if not ran:
@@ -240,6 +300,24 @@ class MembershipReportOperator(BaseOperator):
 
 #: the name of the onboarding report before removals existed
 OnboardingReportOperator = MembershipReportOperator
+
+
+def _deferral_lines(ti: Any, member_tasks: Mapping[str, str], lines: list[str]) -> None:
+    """Append how long each platform's task waited for the platform outside the worker (if it did)."""
+    deferred = []
+    for task_id, platform in member_tasks.items():
+        figures = ti.xcom_pull(task_ids=task_id, key=STATS_KEY) or {}
+        if figures.get("deferrals"):
+            deferred.append(
+                f"| {platform} | {figures['deferrals']} | {figures['deferred_s']:.0f} s | {figures['requests']} |"
+            )
+    if deferred:
+        lines += [
+            "",
+            "| platform | deferred (times) | deferred (time) | requests |",
+            "|---|---|---|---|",
+            *deferred,
+        ]
 
 
 def _acceptance_lines(

@@ -129,3 +129,15 @@ def check_conf(context: Any) -> None:
             f"trigger conf: unknown key {key!r}{nearest(key, declared)}; nothing was done. "
             f"This DAG takes: {', '.join(sorted(declared))}"
         )
+
+
+def approval_param(verb: str = "invites") -> Param:
+    """``require_approval``: preview the changes and wait for a person to approve them."""
+    return Param(
+        False,
+        type="boolean",
+        title="Require approval",
+        description=f"Preview the {verb} (a dry run), then wait for someone to approve them in the "
+        "Required Actions page before anyone is touched. Rejected: nobody is.",
+        section="Options",
+    )

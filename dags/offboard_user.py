@@ -13,11 +13,12 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param
 
 from airflow_invites.onboarding import DEFAULT_ORDER, offboarding_task_group
-from airflow_invites.params import dry_run_param, person_params, person_template
+from airflow_invites.params import approval_param, dry_run_param, person_params, person_template
 from airflow_invites.platforms import PLATFORMS
 
 params: dict[str, Param] = person_params("remove the person")
 params["dry_run"] = dry_run_param("Look up and report; remove nobody.")
+params["require_approval"] = approval_param("removals")
 
 with DAG(
     dag_id="offboard_user",
@@ -31,4 +32,5 @@ with DAG(
         users={name: person_template(spec) for name, spec in PLATFORMS.items()},
         platforms=list(DEFAULT_ORDER),
         dry_run="{{ params.dry_run }}",
+        approval="{{ params.require_approval }}",
     )

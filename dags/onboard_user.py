@@ -14,12 +14,19 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param
 
 from airflow_invites.onboarding import DEFAULT_ORDER, onboarding_task_group
-from airflow_invites.params import dry_run_param, message_param, person_params, person_template
+from airflow_invites.params import (
+    approval_param,
+    dry_run_param,
+    message_param,
+    person_params,
+    person_template,
+)
 from airflow_invites.platforms import PLATFORMS
 
 params: dict[str, Param] = person_params("invite")
 params["message"] = message_param()
 params["dry_run"] = dry_run_param()
+params["require_approval"] = approval_param()
 params["wait_for_acceptance"] = Param(
     False,
     type="boolean",
@@ -53,4 +60,5 @@ with DAG(
         dry_run="{{ params.dry_run }}",
         wait_for_acceptance="{{ params.wait_for_acceptance and not params.dry_run }}",
         acceptance_poll_interval="{{ params.acceptance_poll_seconds }}",
+        approval="{{ params.require_approval }}",
     )

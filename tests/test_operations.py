@@ -248,3 +248,98 @@ def test_the_sensor_follows_default_deferrable(sandbox, airflow_db, monkeypatch,
         assert "detail" in result and reschedules(run, "onboard.wait_playfab") == 0  # the trigger's event
     else:
         assert reschedules(run, "onboard.wait_playfab") == result["polls"] - 1  # one short run per look-up
+
+
+# -- approval before acting ------------------------------------------------------------------------------
+
+
+def answer_when_asked(dag_id: str, task_id: str, option: str, user: str = "alice") -> threading.Thread:
+    """Answer the run's approval request as the UI's Required Actions page does (the API route's own
+    code, in this process: a PATCH needs an api-server), once the task waits for input."""
+
+    def answer() -> None:
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with create_session() as session:
+                ti = session.scalar(
+                    select(TaskInstance).where(
+                        TaskInstance.dag_id == dag_id,
+                        TaskInstance.task_id == task_id,
+                        TaskInstance.state == "awaiting_input",
+                    )
+                )
+                if ti is not None:
+                    time.sleep(1)  # a response right after parking can race the executor (see docs)
+                    update_hitl_detail(
+                        dag_id=dag_id,
+                        dag_run_id=ti.run_id,
+                        task_id=task_id,
+                        update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option]),
+                        user=SimpleAuthManagerUser(username=user, role="admin"),
+                        session=session,
+                    )
+                    return
+            time.sleep(0.3)
+
+    helper = threading.Thread(target=answer, daemon=True)
+    helper.start()
+    return helper
+
+
+def test_approved_onboarding_invites_after_a_preview(sandbox, airflow_db, capsys):
+    conf = onboard_conf(sandbox, "rocketchat", require_approval=True)
+    helper = answer_when_asked("onboard_user", "onboard.approve", "Approve")
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "success"
+    assert [(r["user"], r["applied"]) for r in sandbox.invites("rocketchat")] == [
+        (conf["rocketchat_user"], 1)
+    ]
+    assert xcom(run, "onboard.preview_rocketchat")[0]["status"] == "would_invite"
+    assert xcom(run, "onboard.approve", "decision") == {
+        "required": True,
+        "approved": True,
+        "by": "alice",
+        "at": xcom(run, "onboard.approve", "decision")["at"],
+    }
+    out = capsys.readouterr().out
+    assert "**1 would be invited**. Nobody is touched unless you approve" in out  # the body the approver saw
+    assert f"| rocketchat | {conf['rocketchat_group']} | {conf['rocketchat_user']} | invite |  |" in out
+    assert "Approved by alice at" in out  # the report
+
+
+def test_rejected_onboarding_touches_nobody_and_says_who(sandbox, airflow_db, capsys):
+    conf = onboard_conf(sandbox, "rocketchat", require_approval=True)
+    helper = answer_when_asked("onboard_user", "onboard.approve", "Reject", user="bob")
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "success"
+    assert sandbox.invites("rocketchat") == []
+    writes = [r for r in sandbox.requests("rocketchat") if r["path"].endswith("groups.invite")]
+    assert writes == []  # the preview only looked
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["onboard.invite_rocketchat"] == "skipped" and states["onboard.report"] == "success"
+    assert xcom(run, "onboard.approve", "decision")["approved"] is False
+    assert "Rejected by bob at" in capsys.readouterr().out
+
+
+def test_without_approval_nothing_is_previewed_or_asked(sandbox, airflow_db):
+    conf = onboard_conf(sandbox, "rocketchat")
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    assert run.state == "success"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["onboard.preview_rocketchat"] == "skipped" and states["onboard.approve"] == "success"
+    assert xcom(run, "onboard.approve", "decision") == {
+        "required": False,
+        "approved": True,
+        "by": None,
+        "at": None,
+    }
+    assert sandbox.invites("rocketchat")[0]["applied"] == 1

@@ -111,6 +111,8 @@ class GroupMembershipOperator(BaseOperator):
         ``defer_after``, else 30
     :param max_deferral: the most one try spends deferred in total (a timedelta or seconds; default
         1 hour); a wait past it fails the task (Airflow's retries then apply)
+    :param approval_task: the id of an approval task (``airflow_invites.approval``) whose decision this
+        task reads before any request: it acts only when approved or when no approval was required
 
     Emits an asset event ``invites://<platform>/<group>`` (counts in its extra) through the outlet
     alias ``invites:<platform>`` when it succeeds; pass ``outlets=[]`` for none.
@@ -148,6 +150,7 @@ class GroupMembershipOperator(BaseOperator):
         check_trigger_conf: bool = False,
         defer_after: float | str | None = None,
         max_deferral: timedelta | float = DEFAULT_MAX_DEFERRAL,
+        approval_task: str | None = None,
         **kwargs: Any,
     ) -> None:
         named = platform or getattr(type(self), "platform", None)
@@ -176,6 +179,7 @@ class GroupMembershipOperator(BaseOperator):
         self.max_deferral = (
             max_deferral if isinstance(max_deferral, timedelta) else timedelta(seconds=float(max_deferral))
         )
+        self.approval_task = approval_task
         self.group_url: str | None = None
 
     def get_hook(self) -> InvitesHook:
@@ -264,6 +268,8 @@ class GroupMembershipOperator(BaseOperator):
             check_conf(context)
         if self.skip_if_empty and self.users in (None, "", [], "None"):
             raise AirflowSkipException("no person given for this platform")
+        if self.approval_task:
+            self.check_approval(context)
         hook = self.get_hook()
         stats = RunStats()
         long_wait: LongWait | None = None
@@ -296,6 +302,25 @@ class GroupMembershipOperator(BaseOperator):
                 context, hook.platform, outcomes[0].group, [o.status.value for o in outcomes]
             )
         return data
+
+    def check_approval(self, context: Any) -> None:
+        """Go on only if the approval task approved (or no approval was required); else touch nobody."""
+        from airflow_invites.approval import decided_by, read_decision
+
+        assert self.approval_task
+        decision = read_decision(context, self.approval_task)
+        if decision is None:
+            why = (
+                f"no approval decision: the task {self.approval_task} ended without one (failed, timed out "
+                "or marked by hand); nobody was touched"
+            )
+            failure = InviteOutcome(self.platform, str(self.group), "", Status.FAILED, why, "not_approved")
+            context["ti"].xcom_push(key=OUTCOMES_KEY, value=[failure.to_dict()])
+            raise AirflowFailException(why)
+        if not decision.get("approved"):
+            raise AirflowSkipException(f"rejected by {decided_by(decision)}: nobody touched")
+        if decision.get("required"):
+            self.log.info("approved by %s at %s", decided_by(decision), decision.get("at"))
 
     def _push_task_failure(
         self, context: Any, hook: InvitesHook, stats: RunStats, deferrals: Deferrals, exc: BaseException
