@@ -9,7 +9,12 @@ and ``roster_sync_tasks`` which wires them and owns the task ids the report read
   handle checked by its hook (no request), de-duplicated;
 - ``RosterSyncOperator`` (``sync_<platform>``, mapped per group): the roster sync of one group;
 - ``BulkReportOperator`` (``report``): counts per platform and status, the drift, who failed and
-  why, look-ups and requests per group; fails the run when anyone failed or a task died.
+  why, look-ups and requests per group (and time deferred); fails the run when anyone failed or a
+  task died.
+
+With ``approval``, a mapped dry-run ``preview_<platform>`` per group runs before ``sync_<platform>``,
+and an ``approve`` task shows its table to a person first (see ``airflow_invites.approval``). Each
+``sync_<platform>`` emits the asset event ``invites://<platform>/<group>`` (``airflow_invites.assets``).
 
 The trigger form is untrusted: a ``people_file`` it names must lie in a folder listed in
 ``[invites] people_folders``, a ``sql_conn_id`` must be listed in ``[invites] sql_conn_ids``, and
@@ -21,12 +26,22 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
+from airflow_invites.approval import (
+    APPROVE_TASK,
+    DEFAULT_APPROVAL_TIMEOUT,
+    add_approval,
+    decided_by,
+    preview_task,
+    read_decision,
+)
+from airflow_invites.assets import membership_alias
 from airflow_invites.core.outcome import INVITE_STATUSES, REMOVE_STATUSES, Status
 from airflow_invites.operators.base import OUTCOMES_KEY, STATS_KEY, GroupMembershipOperator
 from airflow_invites.platforms import PLATFORMS
@@ -389,23 +404,48 @@ class BulkReportOperator(BaseOperator):
     (its plan or sync task died, was killed or marked failed).
 
     :param source: the output of ``LoadPeopleOperator`` (an XComArg)
+    :param approval_task: the approval task whose decision it reports (a Reject ends green)
     """
 
     template_fields = ("source",)
 
-    def __init__(self, *, source: Any, platforms: Iterable[str] = PLATFORMS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        source: Any,
+        platforms: Iterable[str] = PLATFORMS,
+        approval_task: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.source = source
         self.platforms = list(platforms)
+        self.approval_task = approval_task
 
     def execute(self, context: Any) -> dict[str, Any]:
         source = self.source
         if not source:
             raise AirflowFailException("no people were read: see the load_people task's log")
         ti = context["ti"]
+        decision = read_decision(context, self.approval_task) if self.approval_task else None
+        if decision and decision.get("required") and not decision.get("approved"):
+            self.log.info(
+                "membership report\n\n## Roster: %d people\n\nRejected by %s at %s: nobody was touched.\n",
+                len(source["people"]),
+                decided_by(decision),
+                decision.get("at"),
+            )
+            return {
+                "counts": {},
+                "failed": [],
+                "lookups": [],
+                "drift": [],
+                "rejected_by": decided_by(decision),
+            }
         counts: dict[str, Counter[str]] = {p: Counter() for p in self.platforms}
         failures: list[dict[str, str]] = []
         stats: list[dict[str, Any]] = []
+        deferred: list[dict[str, Any]] = []
         drifts: list[dict[str, Any]] = []
         states = task_states(context, [t for p in self.platforms for t in (plan_task(p), sync_task(p))])
         wanted = {p: sum(1 for row in source["people"] if row.get(p)) for p in self.platforms}
@@ -429,10 +469,14 @@ class BulkReportOperator(BaseOperator):
             indexes = list(range(len(batches)))
             task_id = sync_task(platform)
             all_outcomes = ti.xcom_pull(task_ids=task_id, key=OUTCOMES_KEY, map_indexes=indexes)
+            figures = [s for s in ti.xcom_pull(task_ids=task_id, key=STATS_KEY, map_indexes=indexes) if s]
             stats += [
-                {k: s[k] for k in ("platform", "group", "people", "lookups", "requests")}
-                for s in ti.xcom_pull(task_ids=task_id, key=STATS_KEY, map_indexes=indexes)
-                if s
+                {k: s[k] for k in ("platform", "group", "people", "lookups", "requests")} for s in figures
+            ]
+            deferred += [
+                {k: s[k] for k in ("platform", "group", "deferrals", "deferred_s")}
+                for s in figures
+                if s.get("deferrals")
             ]
             drifts += [
                 {"platform": platform, **d}
@@ -441,13 +485,24 @@ class BulkReportOperator(BaseOperator):
             ]
             for batch, outcomes in zip(batches, all_outcomes, strict=True):
                 _count_batch(platform, batch, outcomes or [], who, counts, failures)
-        self.log.info("membership report\n%s\n", _render(source, counts, stats, drifts, failures))
+        table = _render(source, counts, stats, drifts, failures)
+        if deferred:
+            table += "\n\n| platform | group | deferred (times) | deferred (s) |\n|---|---|---|---|\n"
+            table += "\n".join(
+                f"| {d['platform']} | {cell(d['group'])} | {d['deferrals']} | {d['deferred_s']:.0f} |"
+                for d in deferred
+            )
+        if decision and decision.get("required"):
+            table = f"Approved by {cell(decided_by(decision))} at {decision.get('at')}.\n\n{table}"
+        self.log.info("membership report\n%s\n", table)
         summary = {
             "counts": {p: dict(c) for p, c in counts.items() if c},
             "failed": failures,
             "lookups": stats,
             "drift": drifts,
         }
+        if deferred:
+            summary["deferred"] = deferred
         if failures:
             by_platform = Counter(f["platform"] for f in failures)
             raise AirflowFailException(
@@ -556,11 +611,18 @@ def roster_sync_tasks(
     message: str | None = "{{ params.message or '' }}",
     dry_run: str = "{{ params.dry_run }}",
     use_pools: bool = True,
+    approval: bool | str = False,
+    approval_timeout: timedelta | None = DEFAULT_APPROVAL_TIMEOUT,
+    approval_notifiers: Sequence[Any] | None = None,
+    report_notifiers: Sequence[Any] | None = None,
 ) -> tuple[BaseOperator, BaseOperator]:
     """``load_people`` -> per platform ``plan_<p>`` -> ``sync_<p>`` (mapped per group) -> ``report``.
 
     Call inside a DAG; returns (load, report). The arguments are templates over the DAG's params by
-    default (see ``dags/scheduled_onboarding.py``).
+    default (see ``dags/scheduled_onboarding.py``). ``approval`` (a bool, or a template such as
+    ``"{{ params.require_approval }}"``) adds a mapped dry-run ``preview_<p>`` and one ``approve``
+    task before the syncs; ``approval_notifiers`` are called when approval is asked,
+    ``report_notifiers`` when the report fails.
     """
     names = list(platforms)
     unknown = [p for p in names if p not in PLATFORMS]
@@ -568,21 +630,56 @@ def roster_sync_tasks(
         raise ValueError(f"platforms: unknown {unknown}; expected some of {list(PLATFORMS)}")
     load = LoadPeopleOperator(task_id=LOAD_TASK)
     report = BulkReportOperator(
-        task_id=REPORT_TASK, source=load.output, platforms=names, trigger_rule=TriggerRule.ALL_DONE
+        task_id=REPORT_TASK,
+        source=load.output,
+        platforms=names,
+        approval_task=APPROVE_TASK if approval is not False else None,
+        trigger_rule=TriggerRule.ALL_DONE,
+        on_failure_callback=list(report_notifiers or []),
     )
-    for platform in names:
-        plan = PlanMembershipOperator(task_id=plan_task(platform), platform=platform, source=load.output)
-        sync = RosterSyncOperator.partial(
-            task_id=sync_task(platform),
-            platform=platform,
-            mode=mode,
-            keep=keep,
-            max_removals=max_removals,
-            message=message,
-            dry_run=dry_run,
-            map_index_template="{{ task.group }}",
+
+    def sync_for(platform: str, task_id: str, plan: BaseOperator, **fixed: Any) -> Any:
+        arguments: dict[str, Any] = {
+            "platform": platform,
+            "mode": mode,
+            "keep": keep,
+            "max_removals": max_removals,
+            "message": message,
+            "dry_run": dry_run,
+            "map_index_template": "{{ task.group }}",
             **({"pool": pool_name(platform)} if use_pools else {}),
-        ).expand_kwargs(plan.output)
+            **fixed,
+        }
+        return RosterSyncOperator.partial(task_id=task_id, **arguments).expand_kwargs(plan.output)
+
+    plans = {p: PlanMembershipOperator(task_id=plan_task(p), platform=p, source=load.output) for p in names}
+    approve = None
+    if approval is not False:
+        previews = {
+            sync_for(p, preview_task(p), plans[p], dry_run=True, fail_on_failure=False, outlets=[]): p
+            for p in names
+        }
+        approve = add_approval(
+            required=approval,
+            previews=previews,
+            mapped_previews={preview_task(p): plan_task(p) for p in names},
+            keep=[REPORT_TASK],
+            timeout=approval_timeout,
+            notifiers=approval_notifiers,
+            subject="Approve the roster sync",
+        )
+    for platform, plan in plans.items():
+        sync = sync_for(
+            platform,
+            sync_task(platform),
+            plan,
+            outlets=[
+                membership_alias(platform)
+            ],  # a mapped task's outlets are declared here, not in __init__
+            **({"approval_task": APPROVE_TASK} if approve is not None else {}),
+        )
+        if approve is not None:
+            approve >> sync
         plan >> report
         sync >> report
     return load, report

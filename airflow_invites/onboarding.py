@@ -29,7 +29,13 @@ from typing import Any
 from airflow.sdk import BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_invites.approval import add_approval, decided_by, preview_task, read_decision
+from airflow_invites.approval import (
+    DEFAULT_APPROVAL_TIMEOUT,
+    add_approval,
+    decided_by,
+    preview_task,
+    read_decision,
+)
 from airflow_invites.core.membership import State
 from airflow_invites.operators.base import OUTCOMES_KEY, STATS_KEY
 from airflow_invites.params import check_conf, nearest
@@ -72,7 +78,7 @@ def membership_task_group(
     acceptance_poll_interval: float | str = 300.0,
     acceptance_timeout: timedelta = timedelta(days=7),
     approval: bool | str = False,
-    approval_timeout: timedelta | None = None,
+    approval_timeout: timedelta | None = DEFAULT_APPROVAL_TIMEOUT,
     approval_notifiers: Sequence[Any] | None = None,
     report_notifiers: Sequence[Any] | None = None,
 ) -> TaskGroup:

@@ -1,4 +1,5 @@
-"""Keep every group matching the company's roster (a CSV file or a SQL query), every hour.
+"""Keep every group matching the company's roster (a CSV file or a SQL query): when the roster changes,
+or every hour.
 
 Source: a CSV file (param ``people_file``; default: the Variable ``invites_people_file``) and/or the
 rows of ``sql`` run read-only on the SQL connection ``sql_conn_id``. A file or connection named in
@@ -17,16 +18,22 @@ touched and the task fails naming them. A dry run reports the drift (to add, to 
 
 The ``report`` task logs counts per platform and status, the drift, who failed and why, and the
 look-ups and requests per group; it fails the run if anyone failed or a task died.
+
+When: with ``[invites] roster_asset`` set (e.g. ``AIRFLOW__INVITES__ROSTER_ASSET=file:///srv/hr/people.csv``),
+the DAG runs when that asset gets an event (the DAG or task that writes the roster declares it as
+an outlet), else ``@hourly``. With ``require_approval``, a dry-run preview of every group is shown to a
+person who approves or rejects it first. Each ``sync_<platform>`` emits the asset event
+``invites://<platform>/<group>``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Asset, Param, conf
 
 from airflow_invites.bulk import roster_sync_tasks
-from airflow_invites.params import dry_run_param, group_param, message_param
+from airflow_invites.params import approval_param, dry_run_param, group_param, message_param
 from airflow_invites.platforms import PLATFORMS
 
 params: dict[str, Param] = {
@@ -84,11 +91,15 @@ for _name, _spec in PLATFORMS.items():
     params[f"{_name}_group"] = group_param(_spec, section="Groups")
 params["message"] = message_param()
 params["dry_run"] = dry_run_param("Look up and report the drift; change nothing.")
+params["require_approval"] = approval_param("changes")
+
+#: the roster's asset (a deployment setting): run when it changes instead of every hour
+ROSTER_ASSET = str(conf.get("invites", "roster_asset", fallback="") or "").strip()
 
 
 with DAG(
     dag_id="scheduled_onboarding",
-    schedule="@hourly",
+    schedule=[Asset(ROSTER_ASSET)] if ROSTER_ASSET else "@hourly",
     start_date=datetime(2025, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=1,
@@ -97,4 +108,4 @@ with DAG(
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
 ) as dag:
-    roster_sync_tasks()
+    roster_sync_tasks(approval="{{ params.require_approval }}")

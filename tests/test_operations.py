@@ -343,3 +343,50 @@ def test_without_approval_nothing_is_previewed_or_asked(sandbox, airflow_db):
         "at": None,
     }
     assert sandbox.invites("rocketchat")[0]["applied"] == 1
+
+
+def roster_conf(sandbox, tmp_path, monkeypatch, **extra) -> tuple[dict, dict[str, str]]:
+    """A roster of one new person on Rocket.Chat and one on PlayFab, in their sandbox groups."""
+    monkeypatch.setenv("AIRFLOW__INVITES__PEOPLE_FOLDERS", str(tmp_path))
+    people = {p: sandbox.people(p, 1)[0] for p in ("rocketchat", "playfab")}
+    path = tmp_path / "people.csv"
+    path.write_text(f"name,rocketchat,playfab\nAnn,{people['rocketchat']},\nBob,,{people['playfab']}\n")
+    env = sandbox.env()
+    conf = {"people_file": str(path), **{f"{p}_group": env[p]["group"] for p in people}, **extra}
+    return conf, people
+
+
+def test_roster_sync_asks_approval_and_emits_an_event_per_group(
+    sandbox, airflow_db, tmp_path, monkeypatch, capsys
+):
+    conf, people = roster_conf(sandbox, tmp_path, monkeypatch, require_approval=True)
+    helper = answer_when_asked("scheduled_onboarding", "approve", "Approve")
+    run = load_dag("scheduled_onboarding").dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "success"
+    for platform, user in people.items():
+        assert [(r["user"], r["applied"]) for r in sandbox.invites(platform)] == [(user, 1)]
+    out = capsys.readouterr().out
+    assert (
+        "**2 would be invited**" in out
+        and f"| playfab | {conf['playfab_group']} | {people['playfab']} | invite |" in out
+    )
+    assert "Approved by alice at" in out
+    assert [(uri, extra["invited"], task, index) for uri, extra, task, index in asset_events(run)] == sorted(
+        [
+            (f"invites://playfab/{conf['playfab_group']}", 1, "sync_playfab", 0),
+            (f"invites://rocketchat/{conf['rocketchat_group']}", 1, "sync_rocketchat", 0),
+        ]
+    )
+
+
+def test_a_rejected_roster_sync_touches_nobody(sandbox, airflow_db, tmp_path, monkeypatch, capsys):
+    conf, _ = roster_conf(sandbox, tmp_path, monkeypatch, require_approval=True)
+    helper = answer_when_asked("scheduled_onboarding", "approve", "Reject", user="bob")
+    run = load_dag("scheduled_onboarding").dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "success"
+    assert sandbox.invites() == []
+    assert xcom(run, "report")["rejected_by"] == "bob"
+    assert "Rejected by bob at" in capsys.readouterr().out
+    assert asset_events(run) == []

@@ -26,12 +26,12 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow_invites.assets import add_membership_event, membership_alias
 from airflow_invites.core.adapter import InviteRequest
 from airflow_invites.core.errors import InviteInputError, TransientPlatformError
-from airflow_invites.core.http import LongWait
 from airflow_invites.core.membership import RunStats, State, apply_state, parse_bool
 from airflow_invites.core.outcome import InviteOutcome, Status, summarize
 from airflow_invites.platforms import PLATFORMS
 
 if TYPE_CHECKING:  # hooks (and requests) load when a task runs, not when a DAG file is parsed
+    from airflow_invites.core.http import LongWait
     from airflow_invites.hooks.base import InvitesHook
 
 OUTCOMES_KEY = "outcomes"
@@ -262,6 +262,8 @@ class GroupMembershipOperator(BaseOperator):
         return self._run(context, deferrals)
 
     def _run(self, context: Any, deferrals: Deferrals) -> list[dict[str, Any]]:
+        from airflow_invites.core.http import LongWait
+
         if self.check_trigger_conf:
             from airflow_invites.params import check_conf
 
