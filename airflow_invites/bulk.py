@@ -45,7 +45,7 @@ from airflow_invites.assets import membership_alias
 from airflow_invites.core.outcome import INVITE_STATUSES, REMOVE_STATUSES, Status
 from airflow_invites.operators.base import OUTCOMES_KEY, STATS_KEY, GroupMembershipOperator
 from airflow_invites.platforms import PLATFORMS
-from airflow_invites.pools import pool_name
+from airflow_invites.pools import WATCH_TASK, PoolWatchSensor, pool_name
 from airflow_invites.report import cell, task_states
 
 PLATFORM_COLUMNS = tuple(PLATFORMS)
@@ -654,6 +654,7 @@ def roster_sync_tasks(
 
     plans = {p: PlanMembershipOperator(task_id=plan_task(p), platform=p, source=load.output) for p in names}
     approve = None
+    previews: dict[Any, str] = {}
     if approval is not False:
         previews = {
             sync_for(p, preview_task(p), plans[p], dry_run=True, fail_on_failure=False, outlets=[]): p
@@ -682,4 +683,8 @@ def roster_sync_tasks(
             approve >> sync
         plan >> report
         sync >> report
+    if use_pools:  # says so when a pooled task waits too long (a missing pool): see airflow_invites.pools
+        watched = {sync_task(p): pool_name(p) for p in names}
+        watched.update({preview_task(p): pool_name(p) for p in names if approve is not None})
+        PoolWatchSensor(task_id=WATCH_TASK, watched=watched) >> report
     return load, report

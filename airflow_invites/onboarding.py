@@ -40,7 +40,7 @@ from airflow_invites.core.membership import State
 from airflow_invites.operators.base import OUTCOMES_KEY, STATS_KEY
 from airflow_invites.params import check_conf, nearest
 from airflow_invites.platforms import PLATFORMS
-from airflow_invites.pools import pool_name
+from airflow_invites.pools import WATCH_TASK, PoolWatchSensor, pool_name
 from airflow_invites.report import cell, task_states
 
 #: the default order of ``onboard_user`` and the task groups
@@ -123,6 +123,7 @@ def membership_task_group(
             return operator(task_id=task_id, **arguments)
 
         approve = None
+        previews: dict[Any, str] = {}
         if approval is not False:
             previews = {
                 member(p, preview_task(p), dry_run=True, fail_on_failure=False, outlets=[]): p for p in order
@@ -172,6 +173,10 @@ def membership_task_group(
             trigger_rule=TriggerRule.ALL_DONE,
             on_failure_callback=list(report_notifiers or []),
         )
+        if use_pools:  # says so when a pooled task waits too long (a missing pool): see airflow_invites.pools
+            pooled = [*previews, *upstreams]
+            watched = {t.task_id: t.pool for t in pooled if t.pool != "default_pool"}
+            upstreams.append(PoolWatchSensor(task_id=WATCH_TASK, watched=watched))
         for upstream in upstreams:
             upstream >> report_task
         if approve is not None:
@@ -187,7 +192,8 @@ def onboarding_task_group(*, group_id: str = "onboard", **kwargs: Any) -> TaskGr
     :param platforms: the order to run in (default: all five, registry order); unknown names fail
     :param message: invitation text where the platform takes one (templated)
     :param dry_run: look up and report, invite nobody (templated)
-    :param use_pools: run each platform's task in pool ``invites_<platform>``
+    :param use_pools: run each platform's task in pool ``invites_<platform>``, with a ``watch_pools``
+        task that fails naming a pool a task waited for too long (``airflow_invites.pools``)
     :param conn_ids: platform -> connection id (default ``<platform>_default``)
     :param operator_kwargs: platform -> extra operator arguments (e.g. PlayFab ``role_id``)
     :param wait_for_acceptance: add a deferrable ``wait_<platform>`` sensor after each invite that

@@ -390,3 +390,55 @@ def test_a_rejected_roster_sync_touches_nobody(sandbox, airflow_db, tmp_path, mo
     assert xcom(run, "report")["rejected_by"] == "bob"
     assert "Rejected by bob at" in capsys.readouterr().out
     assert asset_events(run) == []
+
+
+# -- the pool watch ------------------------------------------------------------------------------------------
+
+
+WATCHED = {
+    "onboard.invite_vrchat": "invites_vrchat",
+    "onboard.invite_bungie": "invites_bungie",
+    "sync_vrchat": "invites_vrchat",
+}
+
+
+def test_a_task_waiting_for_its_pool_past_the_limit_is_named():
+    from airflow_invites.pools import judge_pools
+
+    states = {"onboard.invite_vrchat": "success", "onboard.invite_bungie": "scheduled"}
+    first = judge_pools(states, WATCHED, {}, now=1000.0, pool_wait=600)
+    assert first.since == {"onboard.invite_bungie": 1000.0} and not first.stuck and not first.done
+    later = judge_pools(states, WATCHED, first.since, now=1599.0, pool_wait=600)
+    assert not later.stuck
+    stuck = judge_pools(states, WATCHED, later.since, now=1600.0, pool_wait=600)
+    assert stuck.stuck == {"onboard.invite_bungie": 600.0} and not stuck.done
+
+
+def test_the_pool_watch_ends_once_every_pool_let_a_task_through():
+    from airflow_invites.pools import judge_pools
+
+    chain = {"onboard.invite_vrchat": "deferred", "onboard.invite_bungie": None}
+    assert not judge_pools(chain, WATCHED, {}, 0.0, 600).done  # bungie's pool not proven yet
+    moved = {
+        "onboard.invite_vrchat": "success",
+        "onboard.invite_bungie": "running",
+        "sync_vrchat_0": "queued",
+    }
+    assert judge_pools(moved, WATCHED, {"onboard.invite_bungie": 0.0}, 10.0, 600).done
+    mapped = {"sync_vrchat_0": "scheduled", "sync_vrchat_1": "running"}
+    verdict = judge_pools(mapped, {"sync_vrchat": "invites_vrchat"}, {}, 5.0, 600)
+    assert verdict.done and verdict.since == {"sync_vrchat_0": 5.0}  # the pool exists: a slot will come
+    skipped = {"onboard.invite_vrchat": "skipped", "onboard.invite_bungie": "upstream_failed"}
+    assert judge_pools(skipped, WATCHED, {}, 0.0, 600).done  # nothing left that needs a slot
+
+
+def test_the_task_groups_watch_their_pools(airflow_db):
+    dag = load_dag("onboard_user").dag
+    watch = dag.get_task("onboard.watch_pools")
+    assert watch.mode == "reschedule" and watch.pool == "default_pool"
+    assert watch.watched == {
+        **{f"onboard.preview_{p}": f"invites_{p}" for p in PLATFORMS},
+        **{f"onboard.invite_{p}": f"invites_{p}" for p in PLATFORMS},
+    }
+    roster = load_dag("scheduled_onboarding").dag.get_task("watch_pools")
+    assert set(roster.watched) == {f"{kind}_{p}" for kind in ("preview", "sync") for p in PLATFORMS}
