@@ -3,6 +3,7 @@ platform's error table, counters, and Airflow's test button."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from functools import cached_property
@@ -12,13 +13,14 @@ from urllib.parse import urlsplit
 import requests
 from airflow.sdk import BaseHook
 
-from airflow_invites.core.adapter import MembershipAdapter
+from airflow_invites.core.adapter import Handle, MembershipAdapter
 from airflow_invites.core.errors import InviteInputError
 from airflow_invites.core.http import DEFAULT_TIMEOUT, Check, HttpClient, RateLimiter, RetryPolicy
 from airflow_invites.core.membership import parse_bool
 from airflow_invites.core.replies import ErrorTable, Reply, read_reply
 from airflow_invites.core.runtime_store import RuntimeStore
 from airflow_invites.core.secrets import SecretScrubber
+from airflow_invites.platforms import PLATFORMS
 
 T = TypeVar("T")
 
@@ -41,6 +43,24 @@ class InvitesHook(BaseHook, MembershipAdapter):
     client_rate: ClassVar[tuple[float, int] | None] = None
     #: what the platform's refusals mean (``core.replies``)
     errors: ClassVar[ErrorTable]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A hook that resolves handles takes the kinds its registry entry lists (the one source)."""
+        super().__init_subclass__(**kwargs)
+        spec = PLATFORMS.get(str(getattr(cls, "platform", "")))
+        if (
+            spec is not None
+            and "handle_kinds" not in cls.__dict__
+            and cls.resolve is not MembershipAdapter.resolve
+        ):
+            cls.handle_kinds = dict(spec.handle_kinds)
+
+    def bare_handle(self, text: str) -> Handle | None:
+        """A handle given without ``kind:``, where the registry says it is unambiguous (an e-mail, Name#1234)."""
+        pattern = PLATFORMS[self.platform].bare_handle_pattern
+        if not self.handle_kinds or not pattern or not re.fullmatch(pattern, text):
+            return None
+        return Handle("email" if "email" in self.handle_kinds else next(iter(self.handle_kinds)), text)
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         named = kwargs.pop(self.conn_name_attr, None)
