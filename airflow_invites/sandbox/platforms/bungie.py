@@ -373,7 +373,8 @@ class BungieSandbox(SandboxPlatform):
 
     def members(self, group: str) -> dict[str, list[str]]:
         clan = self.clans[group]
-        return {"members": list(clan.members), "invited": list(clan.invited)}
+        founders = [k for k, (level, _) in clan.members.items() if level == FOUNDER]
+        return {"members": list(clan.members), "invited": list(clan.invited), "protected": founders}
 
     def accept(self, group: str, user: str) -> bool:
         clan = self.clans.get(group)
@@ -707,7 +708,7 @@ class BungieSandbox(SandboxPlatform):
             and a.name_code == code
             and wanted in (ALL_TYPES, a.membership_type)
         ]
-        return envelope(1, [self._card(a) for a in found])
+        return envelope(1, [self._card(a) for a in sorted(found, key=lambda a: a.membership_type)])
 
     async def _groups_for_member(self, request: Request) -> Response:
         self._caller(request, bearer=False)
