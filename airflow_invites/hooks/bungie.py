@@ -1,12 +1,9 @@
-"""Bungie.net clans (GroupV2): API key + rotating OAuth refresh token; invite, withdraw, kick, Bungie Names.
+"""Bungie.net clans (GroupV2): invite, withdraw, kick, find people by Bungie Name.
 
-Every /Platform call carries ``X-API-Key`` and a bearer token obtained at run time with the refresh
-grant. Bungie rotates the refresh token on every refresh and the used one is spent, so
-``core.credentials.RotatingRefreshToken`` keeps the newest one between tasks.
-
-What Bungie's refusals mean is declared in ``bungie_codes``. Re-inviting an invited
-person and withdrawing an invitation nobody has are both Success on Bungie, so the look-up (members
-+ ``InvitedIndividuals``) is what reports ``already_invited`` and chooses whom to withdraw.
+Every /Platform call carries ``X-API-Key`` and a bearer token from the refresh grant; Bungie rotates
+the refresh token on every refresh (``RotatingRefreshToken`` keeps the newest). What its codes mean is
+data in ``bungie_codes``. Re-inviting an invited person and withdrawing an invitation nobody has are
+both Success on Bungie: the look-up (members + ``InvitedIndividuals``) decides both.
 """
 
 from __future__ import annotations
@@ -266,7 +263,7 @@ class BungieHook(InvitesHook):
             errors=codes.SEARCH_ERRORS,
             person=True,
         )
-        return {handle: _choose_membership([c for c in cards or [] if isinstance(c, dict)])}
+        return {handle: codes.choose_membership([c for c in cards or [] if isinstance(c, dict)])}
 
     def lookup(self, group: str, users: Sequence[str]) -> Mapping[str, UserState]:
         """Members (100 a page), then pending invitations (50 a page), each until all are found."""
@@ -393,29 +390,6 @@ def rotated_tokens_persist() -> bool:
     except ImportError:
         return False
     return getattr(task_runner, "SUPERVISOR_COMMS", None) is not None
-
-
-def _choose_membership(cards: list[dict[str, Any]]) -> Resolution:
-    """The cross-save primary (its type is every card's ``crossSaveOverride``), else the only card."""
-    chosen = [
-        c for c in cards if c.get("crossSaveOverride") and c.get("membershipType") == c["crossSaveOverride"]
-    ]
-    chosen = chosen or cards
-    if not chosen:
-        return Resolution.not_found()
-    if len(chosen) > 1:
-        types = ", ".join(sorted(str(c.get("membershipType")) for c in chosen))
-        return Resolution.ambiguous(
-            len(chosen),
-            f"this Bungie Name has {len(chosen)} Destiny memberships (types {types}) and no cross-save primary",
-        )
-    card = chosen[0]
-    user = f"{card.get('membershipType')}:{card.get('membershipId')}"
-    if card.get("membershipType") not in codes.INVITABLE_TYPES.values():
-        return Resolution.not_found(
-            f"its only Destiny membership, {user}, is on a platform clans no longer take"
-        )
-    return Resolution.found(user)
 
 
 def _path(user: str) -> str:

@@ -1,5 +1,6 @@
-"""Bungie.net's codes as data: what each ``ErrorCode`` means (for the Platform API, for the endpoints
-where a code means something else, for the OAuth token endpoint), and the membership types.
+"""Bungie.net's codes and rules as data: what each ``ErrorCode`` means (for the Platform API, for the endpoints
+where a code means something else, for the OAuth token endpoint), the membership types, and which of
+a Bungie Name's memberships is the one to act on.
 
 Every Platform reply is an envelope ``{"Response", "ErrorCode", "ErrorStatus", "Message",
 "ThrottleSeconds"}``; errors come with a non-200 status, 500 by default, so the code decides, never
@@ -9,10 +10,10 @@ and https://github.com/Bungie-net/api/wiki/OAuth-Documentation.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from airflow_invites.core import replies as r
-from airflow_invites.core.adapter import Presence
+from airflow_invites.core.adapter import Presence, Resolution
 from airflow_invites.core.credentials import oauth_errors
 from airflow_invites.core.outcome import Status
 from airflow_invites.core.replies import ErrorTable, MessageRule
@@ -137,3 +138,26 @@ def membership_type(text: str) -> int | None:
         if lowered in (name.lower(), name.lower().removeprefix("tiger")):
             return number
     return TYPE_ALIASES.get(lowered)
+
+
+def choose_membership(cards: list[dict[str, Any]]) -> Resolution:
+    """The cross-save primary (its type is every card's ``crossSaveOverride``), else the only card."""
+    chosen = [
+        c for c in cards if c.get("crossSaveOverride") and c.get("membershipType") == c["crossSaveOverride"]
+    ]
+    chosen = chosen or cards
+    if not chosen:
+        return Resolution.not_found()
+    if len(chosen) > 1:
+        types = ", ".join(sorted(str(c.get("membershipType")) for c in chosen))
+        return Resolution.ambiguous(
+            len(chosen),
+            f"this Bungie Name has {len(chosen)} Destiny memberships (types {types}) and no cross-save primary",
+        )
+    card = chosen[0]
+    user = f"{card.get('membershipType')}:{card.get('membershipId')}"
+    if card.get("membershipType") not in INVITABLE_TYPES.values():
+        return Resolution.not_found(
+            f"its only Destiny membership, {user}, is on a platform clans no longer take"
+        )
+    return Resolution.found(user)
