@@ -58,10 +58,14 @@ def removal_round(
     people = members + invited
 
     timeout = CLIENT_TIMEOUT_S.get(platform, DEFAULT_CLIENT_TIMEOUT_S)
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{platform.upper()}_DEFAULT",
-        sandbox.connection_env(platform, timeout=timeout, max_requests_per_second=0),
-    )
+
+    def use_fresh_connection() -> None:  # for Bungie: a fresh refresh token, as after re-consent
+        monkeypatch.setenv(
+            f"AIRFLOW_CONN_{platform.upper()}_DEFAULT",
+            sandbox.connection_env(platform, timeout=timeout, max_requests_per_second=0),
+        )
+
+    use_fresh_connection()
     sandbox.faults(platform, seed=sum(map(ord, platform)) + 1, timeout_ms=(timeout + 0.2) * 1000, **FAULTS)
     figures.faults = count_faults(sandbox, platform)
     for name in ("remove_batch_size", "cancel_batch_size"):
@@ -81,6 +85,7 @@ def removal_round(
         figures=figures,
         kill_after_chunks=chunks // 3,
         before_retry=before_retry,
+        reauthorise=use_fresh_connection,
         wait_scale=wait_scale,
         operator_class=remove_operator,
         write_methods=("remove_members", "cancel_invites"),
