@@ -158,10 +158,20 @@ def test_blocked_and_application_codes_through_the_algorithm(sandbox, env, world
 
 
 def test_already_member_race_is_1359(sandbox, env, world):
-    hook = PlayFabHook()
-    result = hook.send_invites(env["group"], [world.member], InviteRequest())
-    assert result[world.member].status is Status.ALREADY_MEMBER
-    assert result[world.member].code == "EntityIsAlreadyMember"
+    """Someone adds the player between our look-up and our invite: PlayFab answers 1359."""
+    hook, user = PlayFabHook(), env["users"][0]
+    lookup = hook.lookup
+
+    def lookup_then_added(group: str, users: Any) -> Any:
+        found = lookup(group, users)
+        added = {"Group": group_key(group), "Members": [player_key(user)]}
+        api(sandbox, "Group/AddMembers", added, title_token(sandbox, world))
+        return found
+
+    hook.lookup = lookup_then_added  # type: ignore[method-assign]
+    result = invite_people(hook, env["group"], [user])
+    assert result[0].status is Status.ALREADY_MEMBER
+    assert result[0].code == "EntityIsAlreadyMember"
 
 
 def test_auto_accept_false_invites_an_applicant(sandbox, env, world):
