@@ -806,9 +806,9 @@ class PlayFabSandbox(SandboxPlatform):
             roles = group.members[key]
             if role is None or roles == [role]:
                 del group.members[key]
-            else:
+                self.removal_applied(group.id, _user_id(key))
+            else:  # out of one role, still a member
                 roles.remove(role)
-            self.removal_applied(group.id, _user_id(key))
         group.version += 1
         return ok({})
 
