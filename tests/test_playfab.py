@@ -60,6 +60,19 @@ def api(
     )
 
 
+def after_first_lookup(hook: PlayFabHook, action: Any) -> None:
+    """Call ``action()`` once, right after the hook's first look-up returns (a change the look-up missed)."""
+    lookup = hook.lookup
+
+    def lookup_then_act(group: str, users: Any) -> Any:
+        found = lookup(group, users)
+        hook.lookup = lookup  # type: ignore[method-assign]
+        action()
+        return found
+
+    hook.lookup = lookup_then_act  # type: ignore[method-assign]
+
+
 def title_token(sandbox: Any, world: PlayFabSandbox) -> dict[str, str]:
     reply = api(sandbox, "Authentication/GetEntityToken", {}, {"X-SecretKey": world.secret_key})
     return {"X-EntityToken": reply.json()["data"]["EntityToken"]}
@@ -160,15 +173,8 @@ def test_blocked_and_application_codes_through_the_algorithm(sandbox, env, world
 def test_already_member_race_is_1359(sandbox, env, world):
     """Someone adds the player between our look-up and our invite: PlayFab answers 1359."""
     hook, user = PlayFabHook(), env["users"][0]
-    lookup = hook.lookup
-
-    def lookup_then_added(group: str, users: Any) -> Any:
-        found = lookup(group, users)
-        added = {"Group": group_key(group), "Members": [player_key(user)]}
-        api(sandbox, "Group/AddMembers", added, title_token(sandbox, world))
-        return found
-
-    hook.lookup = lookup_then_added  # type: ignore[method-assign]
+    added = {"Group": group_key(env["group"]), "Members": [player_key(user)]}
+    after_first_lookup(hook, lambda: api(sandbox, "Group/AddMembers", added, title_token(sandbox, world)))
     result = invite_people(hook, env["group"], [user])
     assert result[0].status is Status.ALREADY_MEMBER
     assert result[0].code == "EntityIsAlreadyMember"
@@ -378,16 +384,8 @@ def test_someone_leaving_mid_run_does_not_fail_the_batch(sandbox, env, world):
     """RemoveMembers is refused as a whole when one of its list is no member (1331): all are checked again."""
     members, _ = seat(sandbox, env, 3, 0)
     hook = PlayFabHook()
-    lookup = hook.lookup
-
-    def lookup_then_one_leaves(group: str, users: Any) -> Any:
-        found = lookup(group, users)
-        hook.lookup = lookup  # type: ignore[method-assign]
-        leave = {"Group": group_key(group), "Members": [player_key(members[0])]}
-        assert api(sandbox, "Group/RemoveMembers", leave, title_token(sandbox, world)).json()["data"] == {}
-        return found
-
-    hook.lookup = lookup_then_one_leaves  # type: ignore[method-assign]
+    leave = {"Group": group_key(env["group"]), "Members": [player_key(members[0])]}
+    after_first_lookup(hook, lambda: api(sandbox, "Group/RemoveMembers", leave, title_token(sandbox, world)))
     outcomes = remove_people(hook, env["group"], members)
     assert statuses(outcomes) == [Status.ALREADY_ABSENT, Status.REMOVED, Status.REMOVED]
     assert [r["status"] for r in calls(sandbox, "RemoveMembers")] == [200, 400, 200]
@@ -397,21 +395,11 @@ def test_someone_leaving_mid_run_does_not_fail_the_batch(sandbox, env, world):
 def test_invitation_gone_before_the_cancel_is_already_absent(sandbox, env, world):
     _, invited = seat(sandbox, env, 0, 1)
     hook = PlayFabHook()
-    lookup = hook.lookup
-
-    def lookup_then_expire(group: str, users: Any) -> Any:
-        found = lookup(group, users)
-        hook.lookup = lookup  # type: ignore[method-assign]
-        world.advance(8 * DAY)  # the invitation expires (and the token with it)
-        return found
-
-    hook.lookup = lookup_then_expire  # type: ignore[method-assign]
+    after_first_lookup(hook, lambda: world.advance(8 * DAY))  # the invitation expires (the token too)
     outcomes = remove_people(hook, env["group"], invited)
     assert statuses(outcomes) == [Status.ALREADY_ABSENT]
-    assert [r["status"] for r in calls(sandbox, "RemoveGroupInvitation")] == [
-        401,
-        400,
-    ]  # new token, then 1361
+    statuses_seen = [r["status"] for r in calls(sandbox, "RemoveGroupInvitation")]
+    assert statuses_seen == [401, 400]  # a new token, then 1361
 
 
 @pytest.mark.parametrize("report_errors_as_success", [False, True])
