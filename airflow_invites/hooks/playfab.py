@@ -9,12 +9,11 @@ says who went; ``Admin/GetUserAccountInfo`` finds one account by e-mail or usern
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeGuard
 
 import requests
 
@@ -76,13 +75,9 @@ ERRORS = ErrorTable(
         RoleDoesNotExist=(1358, group_rule("the role does not exist in this group")),
         InvalidEntityType=(1373, group_rule("groups hold only title_player_account and character entities")),
         InvalidParams=(1000, group_rule("invalid input parameters")),
-        NotAuthorized=(1089, group_rule("the caller may not do this (a player token without the role?)")),
         NotAuthorizedByTitle=(1191, group_rule("the title's API policy disables this call")),
         InvalidAPIEndpoint=(1131, group_rule("no such API for this title: check the connection's host")),
         OverLimit=(1214, group_rule("a title limit would be exceeded (at most 1,000 members per group)")),
-        APIRequestsDisabledForTitle=(1295, group_rule("API requests are disabled for this title")),
-        TitleDeleted=(1347, group_rule("the title was deleted")),
-        TitleNotActivated=(1042, group_rule("the title is not activated")),
         NotAuthenticated=(1074, expired("no or unknown credentials")),
         EntityTokenMissing=(1334, expired("entity token missing")),
         EntityTokenInvalid=(1335, expired("entity token refused")),
@@ -99,7 +94,6 @@ ERRORS = ErrorTable(
     statuses={409: transient("conflict (HTTP 409)")},
     throttle_wait=DEFAULT_THROTTLE_WAIT_S,
 )
-#: on a listing, the unknown entity is the group
 LOOKUP_ERRORS = ERRORS.extend(codes=_codes(ProfileDoesNotExist=(1298, group_rule("group not found"))))
 CANCEL_ERRORS = ERRORS.extend(
     codes=_codes(GroupInvitationNotFound=(1361, person(Status.ALREADY_ABSENT, "no pending invitation")))
@@ -136,7 +130,6 @@ class PlayFabHook(InvitesHook):
     resolve_batch_size = 1  # GetUserAccountInfo finds one account; PlayFab has no batch look-up
     write_concurrency = 4  # so a whole guild (up to 1,000) does not wait on 1,000 round trips
     can_cancel_invites = can_remove_members = True
-    handle_kinds = {"email": "the account's e-mail address", "username": "the account's PlayFab username"}
     unconfirmed_detail = "PlayFab answered RemoveMembers, but they are still a member of the group"
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
@@ -212,10 +205,8 @@ class PlayFabHook(InvitesHook):
             ok = response.status_code == 200 and isinstance(body.get("data"), dict)
             return Reply(200, True, body["data"]) if ok else Reply(200, False, code=NOT_ENVELOPE)
         hints = (_number(body.get("retryAfterSeconds")), retry_after_seconds(response))
-        words = " ".join(str(body.get(k) or "") for k in ("error", "errorMessage")).strip()
+        message = " ".join(str(body[k]) for k in ("error", "errorMessage", "errorDetails") if body.get(k))
         code = int(_number(body.get("errorCode")) or 0) or None
-        details = body.get("errorDetails")  # field -> messages
-        message = words + (f" {json.dumps(details)}" if isinstance(details, dict) and details else "")
         hint = max((h for h in hints if h is not None), default=None)
         return Reply(status, False, body, code=code, message=message, retry_after=hint)
 
@@ -288,27 +279,37 @@ class PlayFabHook(InvitesHook):
         return {handle: Resolution.found(_user_key(account.get("Type") or DEFAULT_TYPE, str(account["Id"])))}
 
     def lookup(self, group: str, users: Sequence[str]) -> Mapping[str, UserState]:
-        key, wanted = _group_key(group), set(users)
+        return self._states(group, set(users))
+
+    def list_group(self, group: str) -> Mapping[str, UserState]:
+        return self._states(group, None)
+
+    def _states(self, group: str, wanted: set[str] | None) -> dict[str, UserState]:
+        """Members (by role; admins protected) and unexpired invitations of ``wanted`` (None: all)."""
+
+        def asked(user: str | None) -> TypeGuard[str]:
+            return user is not None and (wanted is None or user in wanted)
+
         roles: dict[str, list[str]] = {}
-        members = self._post("Group/ListGroupMembers", {"Group": key}, LOOKUP_ERRORS)
+        members = self._post("Group/ListGroupMembers", {"Group": _group_key(group)}, LOOKUP_ERRORS)
         for role in members.get("Members") or []:
-            for user in filter(wanted.__contains__, map(_user_of, role.get("Members") or [])):
-                roles.setdefault(str(user), []).append(str(role.get("RoleId", "?")))
+            for user in filter(asked, map(_user_of, role.get("Members") or [])):
+                roles.setdefault(user, []).append(str(role.get("RoleId", "?")))
         admin = self._admin_role(group) if roles else None
         found: dict[str, UserState] = {}
         for user, held in roles.items():
             protected = f"holds the group's admin role {admin!r}" if admin in held else ""
             where = f"member in role{'s' if len(held) > 1 else ''} {', '.join(held)}"
             found[user] = UserState(Presence.MEMBER, where, protected=protected)
-        if not wanted - found.keys():
-            return found
-        invitations = self._post("Group/ListGroupInvitations", {"Group": key}, LOOKUP_ERRORS)
+        if wanted is not None and wanted <= found.keys():
+            return found  # everyone asked about is a member: no invitation to look for
+        invitations = self._post("Group/ListGroupInvitations", {"Group": _group_key(group)}, LOOKUP_ERRORS)
+        now = self._now()
         for invitation in invitations.get("Invitations") or []:
-            user, expires = _user_of(invitation.get("InvitedEntity")), invitation.get("Expires")
-            if user in wanted and user not in found and (_parse_time(expires) or self._now()) >= self._now():
-                role = invitation.get("RoleId", "?")
-                pending = f"invitation pending (role {role}, expires {expires})"
-                found[str(user)] = UserState(Presence.INVITED, pending)
+            invited, expires = _user_of(invitation.get("InvitedEntity")), invitation.get("Expires")
+            if asked(invited) and invited not in found and (_parse_time(expires) or now) >= now:
+                pending = f"invitation pending (role {invitation.get('RoleId', '?')}, expires {expires})"
+                found[invited] = UserState(Presence.INVITED, pending)
         return found
 
     def _admin_role(self, group: str) -> str:

@@ -321,6 +321,8 @@ class PlayFabSandbox(SandboxPlatform):
         return {
             "members": [_user_id(k) for k in target.members],
             "invited": [_user_id(k) for k in target.invitations],
+            # the admin role's holders: the group's creator is one, and no other owner is recorded
+            "protected": [_user_id(k) for k, roles in target.members.items() if target.admin_role in roles],
         }
 
     def accept(self, group: str, user: str) -> bool:
