@@ -272,12 +272,7 @@ class PlayFabSandbox(SandboxPlatform):
     # -- admin hooks -----------------------------------------------------------------------------
 
     def env(self, base_url: str) -> PlatformEnv:
-        connection = {
-            "conn_type": "playfab",
-            "host": base_url,
-            "login": self.title_id,
-            "password": self.secret_key,
-        }
+        connection = dict(conn_type="playfab", host=base_url, login=self.title_id, password=self.secret_key)
         handles = [f"email:{self.accounts[p].email}" for p in self.newcomers]
         return PlatformEnv(
             connection=connection, group=self.group_id, users=list(self.newcomers), handles=handles
@@ -519,6 +514,23 @@ class PlayFabSandbox(SandboxPlatform):
         player = self.account_index.get(_index_key(lookup_key, value))
         return self.accounts[player] if player is not None else None
 
+    async def _entity_call(self, request: Request, may_act: str) -> tuple[Call, Group, Key]:
+        """A call about one entity of a group, refused unless ``may_act`` lets the caller make it.
+
+        ``admin``: the group's admins (and the title); ``self``: the entity itself (by default the
+        caller), its parent player or the title; ``admin or self``: either.
+        """
+        call = await self._gate(request)
+        group = self._group_of(call)
+        if may_act == "self":
+            key = self._entity_or_caller(call)
+        else:
+            key = self._member_entity(call, call.body.get("Entity"))
+        admin = may_act != "self" and self._is_admin(call.caller, group)
+        if not (admin or (may_act != "admin" and self._acts_for(call.caller, key))):
+            raise call.refuse(NOT_AUTHORIZED)
+        return call, group, key
+
     # -- the API ---------------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
@@ -729,11 +741,7 @@ class PlayFabSandbox(SandboxPlatform):
         return ok({})
 
     async def _accept_invitation(self, request: Request) -> Response:
-        call = await self._gate(request)
-        group = self._group_of(call)
-        key = self._entity_or_caller(call)
-        if not self._acts_for(call.caller, key):
-            raise call.refuse(NOT_AUTHORIZED)
+        call, group, key = await self._entity_call(request, "self")
         self._check_joinable(call, group, key)
         invitation = group.invitations.get(key)
         if invitation is None:
@@ -744,11 +752,7 @@ class PlayFabSandbox(SandboxPlatform):
         return ok({})
 
     async def _apply(self, request: Request) -> Response:
-        call = await self._gate(request)
-        group = self._group_of(call)
-        key = self._entity_or_caller(call)
-        if not self._acts_for(call.caller, key):
-            raise call.refuse(NOT_AUTHORIZED)
+        call, group, key = await self._entity_call(request, "self")
         self._check_joinable(call, group, key)
         invitation = group.invitations.get(key)
         if invitation is not None and call.body.get("AutoAcceptOutstandingInvite") is not False:
@@ -758,11 +762,7 @@ class PlayFabSandbox(SandboxPlatform):
         return ok(self._application_view(group, key))
 
     async def _accept_application(self, request: Request) -> Response:
-        call = await self._gate(request)
-        group = self._group_of(call)
-        key = self._member_entity(call, call.body.get("Entity"))
-        if not self._is_admin(call.caller, group):
-            raise call.refuse(NOT_AUTHORIZED)
+        call, group, key = await self._entity_call(request, "admin")
         self._check_joinable(call, group, key)
         if key not in group.applications:
             raise call.refuse(NO_APPLICATION)
@@ -770,11 +770,7 @@ class PlayFabSandbox(SandboxPlatform):
         return ok({})
 
     async def _remove_application(self, request: Request) -> Response:
-        call = await self._gate(request)
-        group = self._group_of(call)
-        key = self._member_entity(call, call.body.get("Entity"))
-        if not (self._is_admin(call.caller, group) or self._acts_for(call.caller, key)):
-            raise call.refuse(NOT_AUTHORIZED)
+        call, group, key = await self._entity_call(request, "admin or self")
         if group.applications.pop(key, None) is None:
             raise call.refuse(NO_APPLICATION)
         return ok({})
@@ -815,22 +811,14 @@ class PlayFabSandbox(SandboxPlatform):
         return ok({})
 
     async def _block(self, request: Request) -> Response:
-        call = await self._gate(request)
-        group = self._group_of(call)
-        key = self._member_entity(call, call.body.get("Entity"))
-        if not self._is_admin(call.caller, group):
-            raise call.refuse(NOT_AUTHORIZED)
+        _, group, key = await self._entity_call(request, "admin")
         group.blocks.add(key)
         group.members.pop(key, None)  # blocking removes a member; invitations stay
         group.applications.pop(key, None)
         return ok({})
 
     async def _unblock(self, request: Request) -> Response:
-        call = await self._gate(request)
-        group = self._group_of(call)
-        key = self._member_entity(call, call.body.get("Entity"))
-        if not self._is_admin(call.caller, group):
-            raise call.refuse(NOT_AUTHORIZED)
+        _, group, key = await self._entity_call(request, "admin")
         group.blocks.discard(key)
         return ok({})
 
