@@ -217,7 +217,10 @@ PLATFORMS: dict[str, PlatformSpec] = {
             group_description="Group entity id (16 upper-case hex).",
             group_pattern=r"^[0-9A-F]{16}$",
             conn_fields={},
-            handle_kinds={"email": "the account's e-mail", "username": "the account's username"},
+            handle_kinds={
+                "email": "the e-mail of the player's PlayFab account",
+                "username": "the account's PlayFab username (3-20 letters and digits)",
+            },
             bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
