@@ -129,6 +129,7 @@ class PlayFabHook(InvitesHook):
     remove_batch_size = MAX_GROUP_MEMBERS  # RemoveMembers takes a list: everyone a group can hold
     resolve_batch_size = 1  # GetUserAccountInfo finds one account; PlayFab has no batch look-up
     write_concurrency = 4  # so a whole guild (up to 1,000) does not wait on 1,000 round trips
+    adaptive_rate = (20.0, 10)  # PlayFab publishes no per-call limit: learned from its throttle replies
     can_cancel_invites = can_remove_members = True
     unconfirmed_detail = "PlayFab answered RemoveMembers, but they are still a member of the group"
 
