@@ -161,7 +161,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
                 ),
             },
             handle_kinds={"name": "a Bungie Name, e.g. Guardian#1234"},
-            bare_handle_pattern=r"^[^#:]{1,26}#[0-9]{4}$",
+            bare_handle_pattern=r"^[^#:]{1,26}#[0-9]{1,4}$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
                 "relabeling": {

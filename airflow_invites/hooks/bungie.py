@@ -30,30 +30,6 @@ from airflow_invites.platforms import PLATFORMS
 SPEC = PLATFORMS["bungie"]
 DEFAULT_ROOT = "https://www.bungie.net/Platform"
 INT64_MAX = 2**63 - 1
-CLIENT_ID_RE = re.compile(r"[1-9][0-9]{0,9}")
-API_KEY_RE = re.compile(r"[A-Za-z0-9]{16,64}")
-ANY_RE = re.compile(r".+", re.DOTALL)
-#: connection fields checked before any request: (where, shape, what is expected)
-SETTINGS = {
-    "api_key": (
-        "extra",
-        API_KEY_RE,
-        "the X-API-Key of your application (https://www.bungie.net/en/Application)",
-    ),
-    "refresh_token": (
-        "extra",
-        ANY_RE,
-        "the first OAuth refresh token of a founder/admin (AdminGroups scope)",
-    ),
-    "login": ("field", CLIENT_ID_RE, "the application's OAuth client_id (digits)"),
-    "password": (
-        "field",
-        ANY_RE,
-        "the OAuth client_secret of a Confidential application (they get refresh tokens)",
-    ),
-}
-#: a Bungie Name: the global display name, ``#`` and its numeric code (shown with 4 digits)
-BUNGIE_NAME_RE = re.compile(r"(?P<name>[^#]+)#(?P<code>[0-9]{1,4})")
 MESSAGE_MAX = 500  # our own cap: Bungie documents none
 #: refresh this long before the access token's end
 REFRESH_MARGIN_S = 300.0
@@ -80,7 +56,6 @@ class BungieHook(InvitesHook):
     client_rate = (24.0, 1)  # Bungie allows 25/s averaged over 10 s per IP; bungio keeps to 24/s
     errors = codes.ERRORS
     write_concurrency = 4  # round trips overlap; the pacing above keeps the rate
-    handle_kinds = {"name": "Bungie Name, e.g. Guardian#0042"}
     can_cancel_invites = True
     can_remove_members = True
     unconfirmed_detail = "Bungie answered Success but the person is still listed in the clan"
@@ -104,7 +79,7 @@ class BungieHook(InvitesHook):
 
     def _setting(self, name: str) -> str:
         """A connection field of the shape ``SETTINGS`` gives, or an input error naming it."""
-        field, pattern, expected = SETTINGS[name]
+        field, pattern, expected = codes.SETTINGS[name]
         text = str((self.extra(name) if field == "extra" else getattr(self.connection, name)) or "").strip()
         if not pattern.fullmatch(text):
             shown = "missing" if not text else text if name == "login" else None  # the others are secrets
@@ -236,14 +211,10 @@ class BungieHook(InvitesHook):
             raise InviteInputError("message", f"text of at most {MESSAGE_MAX} characters", message)
         return request
 
-    def bare_handle(self, text: str) -> Handle | None:
-        """``Name#1234`` without ``name:``: a Destiny membership id never holds ``#``."""
-        return Handle("name", text) if BUNGIE_NAME_RE.fullmatch(text) else None
-
     def normalize_handle(self, handle: Handle) -> Handle:
         """A Bungie Name as ``Name#0042``: the name as given, the code with four digits."""
         value = super().normalize_handle(handle).value
-        match = BUNGIE_NAME_RE.fullmatch(value)
+        match = codes.BUNGIE_NAME_RE.fullmatch(value)
         if match is None or not match["name"].strip():
             raise InviteInputError(
                 "users", "name:<a Bungie Name: the name, # and its code, e.g. Guardian#0042>", str(handle)
@@ -311,10 +282,13 @@ class BungieHook(InvitesHook):
     ) -> None:
         info = row.get("destinyUserInfo") or {}
         user = by_id.get(str(info.get("membershipId", "")))
-        if user is None or user in found:
-            return
-        listed = f"{info.get('membershipType')}:{info.get('membershipId')}"
-        detail = "" if listed == user else f"listed as {listed} (cross save)"
+        if user is not None and user not in found:
+            listed = f"{info.get('membershipType')}:{info.get('membershipId')}"
+            found[user] = self._state(
+                row, presence, "" if listed == user else f"listed as {listed} (cross save)"
+            )
+
+    def _state(self, row: Mapping[str, Any], presence: Presence, detail: str = "") -> UserState:
         protected = ""
         if presence is Presence.MEMBER:
             account = str((row.get("bungieNetUserInfo") or {}).get("membershipId") or "")
@@ -322,7 +296,27 @@ class BungieHook(InvitesHook):
                 protected = "the clan's founder"
             elif self._own_id and account == self._own_id:
                 protected = "the connection's own account"
-        found[user] = UserState(presence, detail, protected=protected)
+        return UserState(presence, detail, protected=protected)
+
+    def list_group(self, group: str) -> Mapping[str, UserState]:
+        """Every member and pending invitation, each as the membership the clan lists."""
+        found: dict[str, UserState] = {}
+        for kind, presence, limit in (
+            ("", Presence.MEMBER, MEMBER_PAGE_LIMIT),
+            ("InvitedIndividuals/", Presence.INVITED, INVITED_PAGE_LIMIT),
+        ):
+            for page in range(1, limit + 1):
+                reply = self._page(f"GroupV2/{group}/Members/{kind}", page)
+                for row in reply.get("results") or []:
+                    info = row.get("destinyUserInfo") or {}
+                    if presence is Presence.MEMBER or row.get("resolveState", 0) == 0:
+                        found.setdefault(
+                            f"{info.get('membershipType')}:{info.get('membershipId')}",
+                            self._state(row, presence),
+                        )
+                if not reply.get("hasMore"):
+                    break
+        return found
 
     # -- writes ----------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ and https://github.com/Bungie-net/api/wiki/OAuth-Documentation.
 
 from __future__ import annotations
 
+import re
 from typing import Any, cast
 
 from airflow_invites.core import replies as r
@@ -161,3 +162,29 @@ def choose_membership(cards: list[dict[str, Any]]) -> Resolution:
             f"its only Destiny membership, {user}, is on a platform clans no longer take"
         )
     return Resolution.found(user)
+
+
+CLIENT_ID_RE = re.compile(r"[1-9][0-9]{0,9}")
+API_KEY_RE = re.compile(r"[A-Za-z0-9]{16,64}")
+ANY_RE = re.compile(r".+", re.DOTALL)
+#: connection fields checked before any request: (where, shape, what is expected)
+SETTINGS = {
+    "api_key": (
+        "extra",
+        API_KEY_RE,
+        "the X-API-Key of your application (https://www.bungie.net/en/Application)",
+    ),
+    "refresh_token": (
+        "extra",
+        ANY_RE,
+        "the first OAuth refresh token of a founder/admin (AdminGroups scope)",
+    ),
+    "login": ("field", CLIENT_ID_RE, "the application's OAuth client_id (digits)"),
+    "password": (
+        "field",
+        ANY_RE,
+        "the OAuth client_secret of a Confidential application (they get refresh tokens)",
+    ),
+}
+#: a Bungie Name: the global display name, ``#`` and its numeric code (shown with 4 digits)
+BUNGIE_NAME_RE = re.compile(r"(?P<name>[^#]+)#(?P<code>[0-9]{1,4})")
