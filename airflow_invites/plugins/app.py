@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from html import escape
 from importlib.resources import files
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, get_user
@@ -34,6 +34,10 @@ from airflow_invites.plugins.store import (
     readable_dag_ids,
     shown_dag_ids,
 )
+
+if TYPE_CHECKING:
+    from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+    from sqlalchemy.orm import Session
 
 #: the page may load its own script and styles and nothing else; no inline script at all
 PAGE_HEADERS = {
@@ -116,7 +120,9 @@ def create_app() -> FastAPI:
     return app
 
 
-def _recent_grid(user: Any, session: Any, dag_id: str | None, runs: int | None) -> tuple[Grid, list[str]]:
+def _recent_grid(
+    user: BaseUser, session: Session, dag_id: str | None, runs: int | None
+) -> tuple[Grid, list[str]]:
     """The recent runs of the Dags the view shows (or of ``dag_id`` among them) that ``user`` may read."""
     settings = ViewSettings.from_config()
     shown = [d for d in shown_dag_ids(session, settings) if dag_id in (None, d)]
@@ -124,7 +130,7 @@ def _recent_grid(user: Any, session: Any, dag_id: str | None, runs: int | None) 
     return load_grid(session, dags, runs or settings.max_runs), dags
 
 
-def _run_grid(user: Any, session: Any, dag_id: str, run_id: str) -> Grid:
+def _run_grid(user: BaseUser, session: Session, dag_id: str, run_id: str) -> Grid:
     """One run of any Dag the user may read (the tab shows on every Dag run's page)."""
     if not readable_dag_ids(user, [dag_id], session):
         raise HTTPException(403, "You may not read this Dag's runs")
