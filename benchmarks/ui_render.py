@@ -283,6 +283,7 @@ def measure(people: int, runs: int) -> dict[str, Any]:
         "page_sql": page_statements,
         "browser": browser,
         "plugin_import": plugin_import_cost(),
+        "load_average": os.getloadavg()[0],  # a shared machine: what else was running
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
     }
@@ -300,7 +301,8 @@ def render(result: dict[str, Any]) -> str:
         f"{result['people']:,} people x {result['platforms']} platforms over {result['runs']} runs of "
         f"`{DAG_ID}` ({result['records']:,} outcome records in XCom), SQLite metadata DB, Airflow's "
         "api-server app with the plugin under uvicorn on loopback, logged in with a JWT cookie. "
-        f"{result['rows']:,} rows, {result['cells']:,} cells; {result['cpus']} cores. Reproduce: "
+        f"{result['rows']:,} rows, {result['cells']:,} cells; {result['cpus']} cores, load average "
+        f"{result['load_average']:.1f} at the end (the machine is shared). Reproduce: "
         "`.venv/bin/python benchmarks/ui_render.py` (about 30 s; the Chromium rows need `make e2e`'s "
         "Playwright and /usr/bin/chromium).",
         "",
@@ -322,8 +324,8 @@ def render(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"One page request sends {result['page_sql_statements']} SQL statements whatever the number of "
-        "people (auth look-ups, the recent runs, their outcomes); the first request after start-up also "
-        f"builds the plugin's app ({result['first_request_s']:.2f} s).",
+        "people (auth look-ups, the recent runs, their outcomes). The first request after start-up, which "
+        f"also builds the plugin's app and warms Airflow's caches, took {result['first_request_s']:.2f} s.",
         "",
         "Every Airflow component (scheduler, workers, triggerer, dag-processor) imports the plugin module: "
         f"{result['plugin_import']['median_ms']:.1f} ms over `import airflow.sdk` (median of 7 fresh "
