@@ -99,7 +99,8 @@ class Person:
 class RunStats:
     """What one run of the algorithm cost, for reports."""
 
-    lookups: int = 0  # look-up rounds (one per batch, plus re-checks)
+    lookups: int = 0  # look-ups (one per batch, plus the re-checks)
+    rechecks: int = 0  # look-ups after writes the platform did not confirm
     handles: int = 0  # distinct handles resolved
     rounds: int = 0  # write rounds (1 when every write was confirmed at once)
 
@@ -417,6 +418,7 @@ def _act(
                 results[user] = result
         if not unconfirmed:
             return results
+        stats.rechecks += 1
         now = _lookup(adapter, group, list(unconfirmed), stats)
         pending = {}
         for user, why in unconfirmed.items():
