@@ -1,18 +1,13 @@
 """Rocket.Chat private groups (REST API v1): auth, look-ups, invite, kick, handles, messages.
 
-A personal access token (headers ``X-User-Id`` + ``X-Auth-Token``) or a username/password login
-(``POST /api/v1/login``, TOTP two-factor). What this adapter relies on (Rocket.Chat 6.x-8.x server
-source, https://github.com/RocketChat/Rocket.Chat):
-
-- ``groups.invite`` takes many ``userIds`` and adds them at once (no pending state); members are a
-  silent no-op and unknown or deactivated ids are dropped silently, so its reply never says who was
-  added: ``send_invites`` confirms nobody and the algorithm looks them up again;
-- ``groups.kick`` takes one person; a caller with ``kick-user-from-any-p-room`` "kicks" a non-member
-  with success (and a "user removed" message), so only people the look-up found are ever kicked;
-- ``groups.members`` lists active members only; ``count=0`` means all at once (unless the server
-  disallows it: then it pages); its ``filter`` matches username or name anywhere, ignoring case;
-- ``users.info?username=`` matches an id or a username exactly; ``users.info?email=`` exists from
-  8.4 and finds other people only for a caller with ``view-full-other-user-info``.
+A personal access token (``X-User-Id`` + ``X-Auth-Token``) or a login (``POST /api/v1/login``, TOTP).
+Relied on (server source, https://github.com/RocketChat/Rocket.Chat, 6.x-8.x): ``groups.invite`` adds
+many ``userIds`` at once, members are a no-op and unknown or deactivated ids are dropped silently, so
+its reply names nobody (the algorithm looks them up again); ``groups.kick`` takes one person, and a
+caller with ``kick-user-from-any-p-room`` "kicks" a non-member with success, so only people the
+look-up found are kicked; ``groups.members`` lists active members (``count=0``: all at once) and its
+``filter`` matches username or name anywhere; ``users.info?username=`` matches an id or a username
+exactly; ``users.info?email=`` exists from 8.4, for others only with ``view-full-other-user-info``.
 """
 
 from __future__ import annotations
@@ -57,15 +52,13 @@ EMAIL_SINCE = (8, 4)
 EMAIL_PERMISSION = "view-full-other-user-info"
 EMPTY_INVITE_LIST = "error-empty-invite-list"
 ROOM_NOT_FOUND = "error-room-not-found"
+USERS_INFO = "api/v1/users.info"
 NOT_ADDED = "not added: no such active user (Rocket.Chat drops unknown or deactivated ids silently)"
 NO_USER = person(Status.FAILED, "no such user", presence=Presence.NOT_FOUND, code="user-not-found")
-BAD_PARAMS = group("the server refused the request's parameters")
-
-
-def _not_found(detail: str) -> list[MessageRule]:
-    """``User not found.`` from ``users.info`` by a handle: the handle matched nobody."""
-    rule = person(Status.FAILED, detail, presence=Presence.NOT_FOUND, code="not_found")
-    return [MessageRule("User not found.", rule)]
+NOT_FOUND = {
+    "username": "no Rocket.Chat account has this exact username (case included)",
+    "email": "no Rocket.Chat account has this e-mail address",
+}
 
 
 class RocketChatHook(InvitesHook):
@@ -94,32 +87,23 @@ class RocketChatHook(InvitesHook):
         codes={
             ROOM_NOT_FOUND: group("group not found, not a private group, or the bot is not in it"),
             "error-room-archived": group("the group is archived"),
-            "error-not-allowed": group(
-                "the bot may not do this here (it needs owner or moderator in the group)"
-            ),
+            "error-not-allowed": group("the bot may not do this (it needs owner or moderator in the group)"),
             "error-room-param-not-provided": group("no group given"),
             EMPTY_INVITE_LIST: group(NOT_ADDED),
             "error-user-not-in-room": person(Status.ALREADY_ABSENT, "not a member of the group"),
             "error-you-are-last-owner": person(
-                Status.FAILED, "never removed: the group's last owner", code="protected"
+                Status.FAILED, "never removed: the last owner", code="protected"
             ),
             "error-invalid-user": NO_USER,
-            "invalid-params": BAD_PARAMS,
-            "error-invalid-params": BAD_PARAMS,
             "invalid-channel": group("no such room (chat.postMessage answers invalid-channel)"),
             "error-message-size-exceeded": group("the message is longer than the server allows"),
         },
         messages=[MessageRule("User not found.", NO_USER)],
     )
-    #: ``users.info`` by a handle: "not found" is that handle's outcome
-    username_errors = errors.extend(messages=_not_found("no account has this exact username (case included)"))
-    email_errors = errors.extend(messages=_not_found("no account has this e-mail address"))
     login_errors = errors.extend(
         codes={
             "totp-invalid": credentials("two-factor code refused (totp-invalid)"),
             "totp-max-attempts": credentials("too many wrong two-factor codes (totp-max-attempts)"),
-            "error-login-blocked-for-user": credentials("login blocked for this user after failed attempts"),
-            "error-login-blocked-for-ip": credentials("login blocked for this address after failed attempts"),
         },
         statuses={401: credentials("login refused: wrong username or password")},
     )
@@ -128,10 +112,8 @@ class RocketChatHook(InvitesHook):
         super().__init__(conn_id, **kwargs)
         self._user_id: str | None = None
         self._token: str | None = None
-        self._room_ids: dict[str, str] = {}  # group as given -> room id
-        self._sizes: dict[str, int] = {}  # room id -> usersCount, from groups.info and invite replies
-        self._creators: dict[str, str] = {}  # room id -> the group's owner (its creator, ``u``)
-        self._email_ready: str | None = None  # None: not checked; "": e-mail look-ups work; else why not
+        self._rooms: dict[str, dict[str, Any]] = {}  # group as given -> its room (groups.info, invites)
+        self._email_why: str | None = None  # None: not checked yet; "": e-mail look-ups work
 
     # -- auth ------------------------------------------------------------------------------------
 
@@ -175,7 +157,7 @@ class RocketChatHook(InvitesHook):
             secret = self.extra("totp_secret")
             if not secret:
                 raise PlatformAuthError(
-                    f"rocketchat: {conn.login} has two-factor login; set the connection's TOTP secret"
+                    f"rocketchat: {conn.login} logs in with a TOTP code: set the TOTP secret"
                 )
             if not is_base32_secret(str(secret)):
                 raise InviteInputError(f"connection {self.conn_id}: extra totp_secret", "a base32 string")
@@ -210,14 +192,9 @@ class RocketChatHook(InvitesHook):
         if status == 200 and body.get("success") is not False:
             return Reply(200, True, body)
         message = str(body.get("error") or body.get("message") or "")
-        return Reply(
-            status,
-            False,
-            body,
-            code=body.get("errorType") or _bare_code(message),
-            message=message,
-            retry_after=_reset_wait(response, message),
-        )
+        code = body.get("errorType") or _bare_code(message)
+        hint = _reset_wait(response, message)
+        return Reply(status, False, body, code=code, message=message, retry_after=hint)
 
     # -- input -----------------------------------------------------------------------------------
 
@@ -236,36 +213,32 @@ class RocketChatHook(InvitesHook):
 
     # -- the group -------------------------------------------------------------------------------
 
-    def _room_id(self, group: str) -> str:
-        """The group's room id: a name or an id, tried in the order its shape suggests."""
-        if group in self._room_ids:
-            return self._room_ids[group]
-        first, second = ("roomId", "roomName") if METEOR_ID_RE.fullmatch(group) else ("roomName", "roomId")
-        try:
-            info = self.call("GET", "api/v1/groups.info", params={first: group})
-        except PermanentPlatformError as exc:
-            if exc.code != ROOM_NOT_FOUND:
-                raise
-            info = self.call("GET", "api/v1/groups.info", params={second: group})
-        room = info["group"]
-        rid = str(room["_id"])
-        self._room_ids[group] = rid
-        self._sizes[rid] = int(room.get("usersCount", 0))
-        self._creators[rid] = str((room.get("u") or {}).get("_id") or "")
-        return rid
+    def _room(self, group: str) -> dict[str, Any]:
+        """The group's room (``_id``, ``usersCount``, ``u``): by name or id, in the order its shape suggests."""
+        if group not in self._rooms:
+            keys = ["roomId", "roomName"] if METEOR_ID_RE.fullmatch(group) else ["roomName", "roomId"]
+            try:
+                info = self.call("GET", "api/v1/groups.info", params={keys[0]: group})
+            except PermanentPlatformError as exc:
+                if exc.code != ROOM_NOT_FOUND:
+                    raise
+                info = self.call("GET", "api/v1/groups.info", params={keys[1]: group})
+            self._rooms[group] = info["group"]
+        return self._rooms[group]
 
     # -- reads -----------------------------------------------------------------------------------
 
     def lookup(self, group: str, users: Sequence[str]) -> Mapping[str, UserState]:
         """Members among ``users``: the member list, or per person in a big group when cheaper."""
-        rid = self._room_id(group)
-        size = self._sizes.get(rid, 0)
+        room = self._room(group)
+        rid, size = str(room["_id"]), int(room.get("usersCount", 0))
         listing_cost = 1 if size <= ALL_AT_ONCE_UP_TO else -(-size // MEMBERS_PAGE)
         if PER_PERSON_COST * len(users) < listing_cost:
             found = {user: self._lookup_one(rid, user) for user in users}
         else:
             found = self._lookup_listing(rid, users, size)
-        return self._protect(rid, {u: s for u, s in found.items() if s.presence is not Presence.ABSENT})
+        owner = str((room.get("u") or {}).get("_id") or "")
+        return {u: self._protect(u, s, owner) for u, s in found.items() if s.presence is not Presence.ABSENT}
 
     def _lookup_listing(self, rid: str, users: Sequence[str], size: int) -> dict[str, UserState]:
         wanted = set(users)
@@ -280,7 +253,7 @@ class RocketChatHook(InvitesHook):
     def _lookup_one(self, rid: str, user: str) -> UserState:
         """``users.info`` for the username, then the member list filtered by it, paged, matched by id."""
         try:
-            account = self.call("GET", "api/v1/users.info", params={"userId": user}, person=True)["user"]
+            account = self.call("GET", USERS_INFO, params={"userId": user}, person=True)["user"]
         except PersonRefused as refused:
             if refused.presence is None:
                 raise
@@ -296,69 +269,54 @@ class RocketChatHook(InvitesHook):
         """Every member ``groups.members`` lists for ``query``, page after page."""
         offset = 0
         while True:
-            page = self.call(
-                "GET", "api/v1/groups.members", params={"roomId": rid, **query, "offset": offset}
-            )
+            params = {"roomId": rid, **query, "offset": offset}
+            page = self.call("GET", "api/v1/groups.members", params=params)
             members = page.get("members", [])
             yield from members
             offset += len(members)
             if not members or offset >= int(page.get("total", 0)):
                 return
 
-    def _protect(self, rid: str, found: dict[str, UserState]) -> dict[str, UserState]:
+    def _protect(self, user: str, state: UserState, owner: str) -> UserState:
         """Members never removed: the connection's own account and the group's owner (its creator)."""
-        for user, state in found.items():
-            if state.presence is Presence.MEMBER and user == self._user_id:
-                found[user] = UserState(Presence.MEMBER, protected="the connection's own account")
-            elif state.presence is Presence.MEMBER and user == self._creators.get(rid):
-                found[user] = UserState(Presence.MEMBER, protected="the group's owner")
-        return found
+        if state.presence is Presence.MEMBER and user in (self._user_id, owner):
+            why = "the connection's own account" if user == self._user_id else "the group's owner"
+            return UserState(Presence.MEMBER, protected=why)
+        return state
 
     def resolve(self, handles: Sequence[Handle]) -> Mapping[Handle, Resolution]:
         """``users.info?username=`` (exact) or ``?email=`` (8.4+, with ``view-full-other-user-info``)."""
         found: dict[Handle, Resolution] = {}
         for handle in handles:
-            if handle.kind == "email":
-                account = self._by_email(handle.value)
-            else:
-                reply = self.call(
-                    "GET", "api/v1/users.info", params={"username": handle.value}, person=True,
-                    errors=self.username_errors,
-                )  # fmt: skip
-                account = reply["user"]
-                if account.get("username") != handle.value:  # the server also matches ids here
-                    continue
-            found[handle] = Resolution.found(str(account["_id"]))
+            if handle.kind == "email" and self._email_blocked():
+                raise PermanentPlatformError(
+                    f"rocketchat: finding people by e-mail {self._email_why}. "
+                    "Give username:<name> or the user id instead",
+                    code="email-lookup-unavailable",
+                )
+            try:
+                account = self.call("GET", USERS_INFO, params={handle.kind: handle.value}, person=True)[
+                    "user"
+                ]
+            except PersonRefused:  # "User not found."
+                found[handle] = Resolution.not_found(NOT_FOUND[handle.kind])
+                continue
+            if handle.kind == "email" or account.get("username") == handle.value:  # it also matches ids
+                found[handle] = Resolution.found(str(account["_id"]))
         return found
 
-    def _by_email(self, address: str) -> dict[str, Any]:
-        if self._email_ready is None:
-            self._email_ready = self._email_support()
-        if self._email_ready:
-            raise PermanentPlatformError(self._email_ready, code="email-lookup-unavailable")
-        try:
-            reply = self.call(
-                "GET", "api/v1/users.info", params={"email": address}, person=True, errors=self.email_errors
-            )
-        except PersonRefused:
-            # "User not found." is also what a caller without the permission gets for everyone else
-            why = self._missing_permission()
-            if why:
-                self._email_ready = why
-                raise PermanentPlatformError(why, code="email-lookup-unavailable") from None
-            raise
-        return dict(reply["user"])
-
-    def _email_support(self) -> str:
-        """Why this server cannot find people by e-mail (its version), or "" when it can."""
-        version = str(self.call("GET", "api/info").get("version") or "")
-        numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
-        if len(numbers) == 2 and numbers < EMAIL_SINCE:
-            return (
-                f"rocketchat: finding people by e-mail needs Rocket.Chat 8.4 or later (users.info?email=); "
-                f"this server is {version}. Give username:<name> or the user id instead"
-            )
-        return ""
+    def _email_blocked(self) -> str:
+        """Why e-mail look-ups cannot work here (a server before 8.4; the bot lacks the permission), or ""."""
+        if self._email_why is None:
+            version = str(self.call("GET", "api/info").get("version") or "")
+            numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+            if len(numbers) == 2 and numbers < EMAIL_SINCE:
+                self._email_why = (
+                    f"needs Rocket.Chat 8.4 or later (users.info?email=); this server is {version}"
+                )
+            else:
+                self._email_why = self._missing_permission()
+        return self._email_why
 
     def _missing_permission(self) -> str:
         """Why the connection's user may not look others up by e-mail, or "" when it may."""
@@ -368,10 +326,9 @@ class RocketChatHook(InvitesHook):
         if roles & allowed:
             return ""
         return (
-            f"rocketchat: finding people by e-mail needs the permission {EMAIL_PERMISSION} for the "
-            f"connection's user (roles {sorted(roles)}; the permission is given to {sorted(allowed)}); "
-            "without it Rocket.Chat answers 'User not found.' for everyone else. Grant it, or give "
-            "username:<name> or the user id instead"
+            f"needs the permission {EMAIL_PERMISSION} for the connection's user (it has roles {sorted(roles)}; "
+            f"the permission is given to {sorted(allowed)}): without it Rocket.Chat answers 'User not found.' "
+            "for everyone else"
         )
 
     # -- writes ----------------------------------------------------------------------------------
@@ -380,7 +337,7 @@ class RocketChatHook(InvitesHook):
         self, group: str, users: Sequence[str], request: InviteRequest
     ) -> Mapping[str, PersonResult]:
         """One ``groups.invite``; its reply names nobody, so nobody is confirmed here."""
-        rid = self._room_id(group)
+        rid = self._room(group)["_id"]
         try:
             reply = self.call(
                 "POST", "api/v1/groups.invite", json={"roomId": rid, "userIds": list(users)}, write=True
@@ -389,26 +346,25 @@ class RocketChatHook(InvitesHook):
             if refused.code != EMPTY_INVITE_LIST:
                 raise
             return dict.fromkeys(users, PersonResult(Status.FAILED, NOT_ADDED, self.unconfirmed_code))
-        self._sizes[rid] = int(reply["group"].get("usersCount", 0))
+        self._rooms[group] = reply["group"]  # the group as it is now (usersCount)
         return {}
 
     def remove_members(self, group: str, users: Sequence[str]) -> Mapping[str, PersonResult]:
-        rid = self._room_id(group)
-        for user in users:
-            self.call(
-                "POST", "api/v1/groups.kick", json={"roomId": rid, "userId": user}, person=True, write=True
-            )
+        rid = self._room(group)["_id"]
+        for user in users:  # one person per call
+            kick = {"roomId": rid, "userId": user}
+            self.call("POST", "api/v1/groups.kick", json=kick, person=True, write=True)
         return dict.fromkeys(users, PersonResult(Status.REMOVED))
 
     def post_message(self, room: str, text: str) -> dict[str, Any]:
         """Post ``text`` to ``room`` (a room id, ``#name`` or ``@username``); returns the message posted."""
-        if not isinstance(room, str) or not room.strip() or "\n" in room:
+        where = room.strip() if isinstance(room, str) and "\n" not in room else ""
+        if not where:
             raise InviteInputError("room", "a room id, #room-name or @username", room)
         if not isinstance(text, str) or not text.strip():
             raise InviteInputError("text", "a non-empty message text", text)
-        room = room.strip()
-        target = {"channel": room} if room.startswith(("#", "@")) else {"roomId": room}
-        reply = self.call("POST", "api/v1/chat.postMessage", json={**target, "text": text}, write=True)
+        key = "channel" if where.startswith(("#", "@")) else "roomId"
+        reply = self.call("POST", "api/v1/chat.postMessage", json={key: where, "text": text}, write=True)
         return dict(reply["message"])
 
     def group_url(self, group: str) -> str | None:
@@ -420,9 +376,7 @@ class RocketChatHook(InvitesHook):
 
 
 def _rocket_id(value: object, field: str, expected: str) -> str:
-    if not isinstance(value, str):
-        raise InviteInputError(field, expected, value)
-    text = value.strip()
+    text = value.strip() if isinstance(value, str) else ""
     if not SPEC.user_re.fullmatch(text) or set(text) <= {"."}:
         raise InviteInputError(field, expected, value)
     return text
@@ -430,9 +384,7 @@ def _rocket_id(value: object, field: str, expected: str) -> str:
 
 def _bare_code(message: str) -> str | None:
     """The code in an error text without ``errorType``: ``... [error-x]``, or a text that is one."""
-    match = re.search(r"\[([a-z0-9-]+)\]\s*$", message) or re.fullmatch(
-        r"([a-z][a-z0-9]*(-[a-z0-9]+)+)", message
-    )
+    match = re.search(r"\[([a-z0-9-]+)\]\s*$", message) or re.fullmatch(r"([a-z]+(-[a-z0-9]+)+)", message)
     return match.group(1) if match else None
 
 

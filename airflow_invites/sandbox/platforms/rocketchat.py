@@ -285,7 +285,9 @@ class RocketChatSandbox(SandboxPlatform):
 
     def members(self, group: str) -> dict[str, list[str]]:
         room = self.rooms[group]
-        return {"members": list(self.subs[room["_id"]]), "invited": []}
+        subscribed = self.subs[room["_id"]]
+        protected = [u for u in dict.fromkeys([room["u"]["_id"], self.bot_id]) if u in subscribed]
+        return {"members": list(subscribed), "invited": [], "protected": protected}
 
     def accept(self, group: str, user: str) -> bool:
         return False  # groups.invite adds people at once: there is nothing pending to accept
