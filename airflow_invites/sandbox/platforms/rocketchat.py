@@ -48,6 +48,7 @@ DEFAULT_PERMISSIONS: dict[str, list[str]] = {
     "add-user-to-any-p-room": [],
     "add-user-to-joined-room": ["admin", "owner", "moderator"],
     "api-bypass-rate-limit": ["admin", "bot", "app"],
+    "create-p": ["admin", "user", "bot", "app"],
     "kick-user-from-any-p-room": [],
     "post-readonly": ["admin", "owner", "moderator"],
     "remove-user": ["admin", "owner", "moderator"],
@@ -442,6 +443,7 @@ class RocketChatSandbox(SandboxPlatform):
             Route("GET", "/api/v1/logout", self._logout),
             Route("POST", "/api/v1/logout", self._logout),
             Route("GET", "/api/v1/me", self._me),
+            Route("POST", "/api/v1/groups.create", self._groups_create),
             Route("POST", "/api/v1/groups.invite", self._groups_invite),
             Route("POST", "/api/v1/groups.kick", self._groups_kick),
             Route("GET", "/api/v1/groups.info", self._groups_info),
@@ -700,6 +702,23 @@ class RocketChatSandbox(SandboxPlatform):
         for change in changes:
             self.permissions[change["_id"]] = list(dict.fromkeys(change["roles"]))
         return self._ok({"permissions": self._permission_list()}, headers)
+
+    async def _groups_create(self, request: Request) -> Response:
+        """A private group owned by the caller, with ``members`` (usernames; unknown ones dropped)."""
+        caller, headers = self._gate(request)
+        if not self._can(caller, "create-p"):
+            raise refuse({"success": False, "error": "unauthorized"}, 403)
+        body = await self._body(request)
+        name, members = body.get("name"), body.get("members") or []
+        if not name or not isinstance(name, str):
+            raise failure('Body param "name" is required')
+        if not isinstance(members, list):
+            raise failure('Body param "members" must be an array if provided')
+        if any(r["name"] == name for r in self.rooms.values()):
+            raise meteor_error("error-duplicate-channel-name", f"A channel with name '{name}' exists")
+        found = [u for u in (self._by_username(str(m)) for m in members) if u and u is not caller]
+        rid = self._room(name, "p", creator=caller, members=[caller, *found])
+        return self._ok({"group": self._group_view(self.rooms[rid])}, headers)
 
     async def _groups_invite(self, request: Request) -> Response:
         caller, headers = self._gate(request)
