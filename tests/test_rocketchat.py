@@ -438,3 +438,18 @@ def test_post_message_refusals_are_clear_and_not_retried(sandbox):
     with pytest.raises(InviteInputError, match=r"^text: expected"):
         hook.post_message("#general", "")
     assert len(sandbox.requests("rocketchat")) == before
+
+
+@pytest.mark.parametrize("kind", ["throttle", "truncated", "reset"])
+def test_email_resolution_under_a_fault_resolves_once(sandbox, kind):
+    """The e-mail resolution's first call (the server version) meets the fault: retried, resolved, invited once."""
+    env = sandbox.env()["rocketchat"]
+    grant(sandbox, "view-full-other-user-info", ["admin", "bot"])
+    hook = RocketChatHook()
+    hook.auth_headers()
+    waits: list[float] = []
+    hook.http.sleep = lambda seconds: (waits.append(seconds), sandbox.clear_faults())  # type: ignore[method-assign]
+    sandbox.faults("rocketchat", rate=1.0, kinds=[kind], throttle_seconds=1)
+    outcomes = invite_people(hook, env["group"], ["email:ada.lovelace@example.test"])
+    assert [(o.user, o.status) for o in outcomes] == [(env["users"][0], Status.INVITED)]
+    assert len(waits) == 1 and [r["user"] for r in sandbox.invites("rocketchat")] == [env["users"][0]]
