@@ -290,7 +290,11 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     "TOTP secret", "Base32 seed for two-factor login (password auth only)."
                 ),
             },
-            handle_kinds={"username": "the username", "email": "the e-mail (servers 8.4 and later)"},
+            handle_kinds={
+                "username": "the account's username, exactly as Rocket.Chat stores it (a leading @ is dropped)",
+                "email": "the account's e-mail address (Rocket.Chat 8.4 or later; the bot needs "
+                "view-full-other-user-info)",
+            },
             bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],

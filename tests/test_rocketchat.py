@@ -365,7 +365,7 @@ def test_a_bare_username_is_taken_for_an_id_not_a_handle(sandbox):
         ("email:not-an-address", "email:<an e-mail address"),
         ("email:", "email:<an e-mail address"),
         ("name:Ada Lovelace", "name: is not resolved on rocketchat"),
-        ("ann@", "email:<an e-mail address"),
+        ("ann@", "or a handle: username:<"),  # not an address: taken for an id, which it is not either
     ],
 )
 def test_bad_handles_fail_before_any_request(sandbox, person, expected):
@@ -453,3 +453,22 @@ def test_email_resolution_under_a_fault_resolves_once(sandbox, kind):
     outcomes = invite_people(hook, env["group"], ["email:ada.lovelace@example.test"])
     assert [(o.user, o.status) for o in outcomes] == [(env["users"][0], Status.INVITED)]
     assert len(waits) == 1 and [r["user"] for r in sandbox.invites("rocketchat")] == [env["users"][0]]
+
+
+def test_list_group_lists_active_members_with_the_protected_marked(sandbox):
+    """What an authoritative roster sync compares with: one listing, the owner and the bot protected."""
+    env = sandbox.env()["rocketchat"]
+    seed = seeded()
+    listing = RocketChatHook().list_group("onboarding")  # by name
+    assert {u: s.protected for u, s in listing.items() if s.protected} == {
+        seed.bot_id: "the connection's own account",
+        seed.admin["_id"]: "the group's owner",
+    }
+    retired = next(u for u, p in seed.users.items() if p["username"] == "old.timer")
+    assert retired not in listing and set(listing) < set(
+        sandbox.members("rocketchat", env["group"])["members"]
+    )
+    assert [r["path"].rsplit("/", 1)[1] for r in sandbox.requests("rocketchat")] == [
+        "groups.info",
+        "groups.members",
+    ]

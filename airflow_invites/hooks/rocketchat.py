@@ -75,10 +75,6 @@ class RocketChatHook(InvitesHook):
     remove_batch_size = 1  # groups.kick names one person
     can_remove_members = True
     can_cancel_invites = False  # groups.invite adds at once: there is never a pending invitation
-    handle_kinds = {
-        "username": "the account's username, exactly as Rocket.Chat stores it (a leading @ is dropped)",
-        "email": f"the account's e-mail address (Rocket.Chat 8.4 or later; the bot needs {EMAIL_PERMISSION})",
-    }
     unconfirmed_detail = NOT_ADDED
     unconfirmed_code = "user-not-added"
 
@@ -231,24 +227,21 @@ class RocketChatHook(InvitesHook):
     def lookup(self, group: str, users: Sequence[str]) -> Mapping[str, UserState]:
         """Members among ``users``: the member list, or per person in a big group when cheaper."""
         room = self._room(group)
-        rid, size = str(room["_id"]), int(room.get("usersCount", 0))
-        listing_cost = 1 if size <= ALL_AT_ONCE_UP_TO else -(-size // MEMBERS_PAGE)
-        if PER_PERSON_COST * len(users) < listing_cost:
-            found = {user: self._lookup_one(rid, user) for user in users}
-        else:
-            found = self._lookup_listing(rid, users, size)
-        owner = str((room.get("u") or {}).get("_id") or "")
-        return {u: self._protect(u, s, owner) for u, s in found.items() if s.presence is not Presence.ABSENT}
+        size = int(room.get("usersCount", 0))
+        if PER_PERSON_COST * len(users) < (1 if size <= ALL_AT_ONCE_UP_TO else -(-size // MEMBERS_PAGE)):
+            found = {u: self._protect(u, self._lookup_one(room["_id"], u), room) for u in users}
+            return {u: s for u, s in found.items() if s.presence is not Presence.ABSENT}
+        listing = self.list_group(group)
+        return {u: listing[u] for u in users if u in listing}
 
-    def _lookup_listing(self, rid: str, users: Sequence[str], size: int) -> dict[str, UserState]:
-        wanted = set(users)
-        found: dict[str, UserState] = {}
-        for member in self._members(rid, {"count": 0 if size <= ALL_AT_ONCE_UP_TO else MEMBERS_PAGE}):
-            if member.get("_id") in wanted:
-                found[member["_id"]] = UserState(Presence.MEMBER)
-                if len(found) == len(wanted):
-                    break
-        return found
+    def list_group(self, group: str) -> Mapping[str, UserState]:
+        """Every member ``groups.members`` lists (deactivated members never are), the protected marked."""
+        room = self._room(group)
+        page = 0 if int(room.get("usersCount", 0)) <= ALL_AT_ONCE_UP_TO else MEMBERS_PAGE
+        members = self._members(str(room["_id"]), {"count": page})
+        return {
+            str(m["_id"]): self._protect(str(m["_id"]), UserState(Presence.MEMBER), room) for m in members
+        }
 
     def _lookup_one(self, rid: str, user: str) -> UserState:
         """``users.info`` for the username, then the member list filtered by it, paged, matched by id."""
@@ -277,8 +270,9 @@ class RocketChatHook(InvitesHook):
             if not members or offset >= int(page.get("total", 0)):
                 return
 
-    def _protect(self, user: str, state: UserState, owner: str) -> UserState:
-        """Members never removed: the connection's own account and the group's owner (its creator)."""
+    def _protect(self, user: str, state: UserState, room: Mapping[str, Any]) -> UserState:
+        """Members never removed: the connection's own account and the group's owner (its creator ``u``)."""
+        owner = str((room.get("u") or {}).get("_id") or "")
         if state.presence is Presence.MEMBER and user in (self._user_id, owner):
             why = "the connection's own account" if user == self._user_id else "the group's owner"
             return UserState(Presence.MEMBER, protected=why)
