@@ -277,7 +277,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
             remove_operator="airflow_invites.operators.rocketchat.RocketChatGroupRemoveOperator",
             user_description="Rocket.Chat user id (17 characters, e.g. nSYqWzZ4GsKTX4dyK).",
             user_pattern=r"^[A-Za-z0-9._-]{1,64}$",
-            group_description="Private group id (e.g. ByehQjC44FwMeiLbX) or name.",
+            group_description="Private group id or name (e.g. ByehQjC44FwMeiLbX, onboarding).",
             group_pattern=r"^[A-Za-z0-9._-]{1,64}$",
             conn_fields={
                 "auth_type": {
