@@ -281,7 +281,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
             remove_operator="airflow_invites.operators.rocketchat.RocketChatGroupRemoveOperator",
             user_description="Rocket.Chat user id (17 characters, e.g. nSYqWzZ4GsKTX4dyK).",
             user_pattern=r"^[A-Za-z0-9._-]{1,64}$",
-            group_description="Private group id (e.g. ByehQjC44FwMeiLbX) or name.",
+            group_description="Private group id or name (e.g. ByehQjC44FwMeiLbX, onboarding).",
             group_pattern=r"^[A-Za-z0-9._-]{1,64}$",
             conn_fields={
                 "auth_type": {
@@ -294,7 +294,11 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     "TOTP secret", "Base32 seed for two-factor login (password auth only)."
                 ),
             },
-            handle_kinds={"username": "the username", "email": "the e-mail (servers 8.4 and later)"},
+            handle_kinds={
+                "username": "the account's username, exactly as Rocket.Chat stores it (a leading @ is dropped)",
+                "email": "the account's e-mail address (Rocket.Chat 8.4 or later; the bot needs "
+                "view-full-other-user-info)",
+            },
             bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],

@@ -45,6 +45,10 @@ LONG_RUN_PEOPLE = 1000
 #: HTTP layer's own 8 attempts; the test fails if a run needs more
 MAX_TASK_TRIES = 6
 MAX_REAUTHORISATIONS = 3
+#: the seed of a platform's fault draws, where not the sum of its name's characters: with that sum,
+#: Rocket.Chat's 200-people round (about 30 requests since invites are confirmed by a listing) drew
+#: no applied-but-lost fault on an invite of the final try, so nothing could be seen confirmed
+FAULT_SEEDS = {"rocketchat": 3}
 REPO = Path(__file__).resolve().parents[1]
 OK = {Status.INVITED.value, Status.ALREADY_INVITED.value, Status.ALREADY_MEMBER.value}
 BEFORE_RUN = {Status.ALREADY_INVITED.value, Status.ALREADY_MEMBER.value}
@@ -230,7 +234,12 @@ def fault_round(
 
     use_fresh_connection()
     sandbox.limits(platform, scale=0)
-    sandbox.faults(platform, seed=sum(map(ord, platform)), timeout_ms=(timeout + 0.2) * 1000, **FAULTS)
+    sandbox.faults(
+        platform,
+        seed=FAULT_SEEDS.get(platform, sum(map(ord, platform))),
+        timeout_ms=(timeout + 0.2) * 1000,
+        **FAULTS,
+    )
     figures.faults = count_faults(sandbox, platform)
     # platforms taking lists get chunks of 10, so that as many invite calls meet faults as on
     # the one-person-per-call platforms (50 per call would leave 4 calls for 200 people)

@@ -133,8 +133,10 @@ class MembershipAdapter(ABC):
     #: True where ``remove_members`` exists
     can_remove_members: ClassVar[bool] = False
     #: what it means when the platform answered a write that named someone who is still not where the
-    #: write should have put them (e.g. an unknown id dropped silently); reported with code not_applied
+    #: write should have put them (e.g. an unknown id dropped silently); reported with ``unconfirmed_code``
     unconfirmed_detail: ClassVar[str] = ""
+    #: the code reported with ``unconfirmed_detail`` (a platform may keep the code its users know)
+    unconfirmed_code: ClassVar[str] = "not_applied"
 
     # -- input ---------------------------------------------------------------------------------
 

@@ -474,7 +474,7 @@ def _act(
                         adapter.unconfirmed_detail
                         or f"the platform answered but did not {decision.value} them"
                     )
-                    results[user] = PersonResult(Status.FAILED, detail, "not_applied")
+                    results[user] = PersonResult(Status.FAILED, detail, adapter.unconfirmed_code)
                 else:
                     pending[user] = decision  # lost: send again; or another write is needed now
             elif decision.status is Status.FAILED or why == "absent":
