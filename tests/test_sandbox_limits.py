@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import requests
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 
 from airflow_invites.core.outcome import Status
 from airflow_invites.onboarding import operator_class
