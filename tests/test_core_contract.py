@@ -418,3 +418,24 @@ def test_a_login_inside_a_call_is_not_retried_on_its_own():
     with pytest.raises(TransientPlatformError, match="gave up: 3 attempts"):
         client.request("GET", "x", check=lambda r: r, auth=login)
     assert len(logins) == 3  # 3 outer attempts x 1 login each, not 3 x 3
+
+
+def test_the_adaptive_pacer_climbs_steps_down_and_settles_under_the_ceiling():
+    from airflow_invites.core.pacing import AdaptivePacer
+
+    now = [0.0]
+    pacer = AdaptivePacer(2.0, cap=None, clock=lambda: now[0], sleep=lambda s: None)
+    ceiling, sent, throttled = 7.0, 0, 0
+    for _second in range(120):  # two minutes of clean replies below the ceiling, throttles above it
+        now[0] += 1.0
+        over = pacer.rate > ceiling
+        pacer.record(throttled=over)
+        throttled += over
+        sent += min(pacer.rate, ceiling)
+    assert 0.8 * ceiling <= sent / 120 <= ceiling
+    assert throttled <= 6  # it stops probing hard once it knows where the ceiling is
+    capped = AdaptivePacer(2.0, cap=3.0, clock=lambda: now[0])
+    for _ in range(30):
+        now[0] += 1.0
+        capped.record(throttled=False)
+    assert capped.rate == 3.0
