@@ -1,6 +1,6 @@
 """VRChat groups: look-ups, invites, removals and display names, with VRChat's error table.
 
-The sign-in (User-Agent, Basic login with TOTP, cookies kept between tasks) is ``VRChatSession``;
+The sign-in (User-Agent, Basic login with TOTP, cookies kept between tasks) is ``VRChatSignIn``;
 this is the adapter. Every write names one person.
 """
 
@@ -17,9 +17,9 @@ from airflow_invites.core import errors as err
 from airflow_invites.core.adapter import Handle, InviteRequest, PersonResult, Presence, Resolution, UserState
 from airflow_invites.core.outcome import Status
 from airflow_invites.core.replies import ErrorTable, MessageRule, credentials, group, person, read_reply
-from airflow_invites.hooks.vrchat_session import (
+from airflow_invites.hooks.vrchat_signin import (
     SESSION_TOKEN,
-    VRChatSession,
+    VRChatSignIn,
     error_message,
     normalise_message,
 )
@@ -115,7 +115,7 @@ class GroupFacts:
         return "*" in self.permissions or self.permissions.issuperset(permissions)
 
 
-class VRChatHook(VRChatSession):
+class VRChatHook(VRChatSignIn):
     """VRChat API (``api/1``). Connection type ``vrchat``."""
 
     platform = "vrchat"

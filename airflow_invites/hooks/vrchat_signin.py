@@ -64,7 +64,7 @@ def error_message(body: Any) -> str:
     return str(message)
 
 
-class VRChatSession(InvitesHook):
+class VRChatSignIn(InvitesHook):
     """The sign-in part of the VRChat hook; the hook declares the error table (``errors``)."""
 
     secret_extras = ("totp_secret", "auth_cookie")
