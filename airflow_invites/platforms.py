@@ -198,7 +198,9 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     default="airflow-invites/0.1.0 (+https://github.com/airflow-invites/airflow-invites)",
                 ),
             },
-            handle_kinds={"name": "a display name (exact; display names are not unique)"},
+            handle_kinds={
+                "name": "a VRChat display name, matched whole (case ignored); not unique, it may change"
+            },
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
                 "relabeling": {"login": "Username or e-mail", "password": "Password", "host": "API root"},
