@@ -129,8 +129,8 @@ class VRChatHook(VRChatSignIn):
     invite_batch_size = cancel_batch_size = remove_batch_size = resolve_batch_size = 1
     can_cancel_invites = can_remove_members = True
     unconfirmed_detail = "VRChat answered 200, but a new look-up does not show the change"
-    client_rate = (2.0, 10)  # VRChat publishes no limit and asks for gentle clients
-    write_concurrency = 4  # round trips overlap; the pacing above keeps the rate
+    adaptive_rate = (2.0, 4)  # VRChat publishes no limit and asks for gentle clients: start slow, learn
+    write_concurrency = 4  # round trips overlap; the pacer keeps the rate
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id, **kwargs)
