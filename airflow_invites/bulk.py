@@ -1,50 +1,110 @@
-"""Bulk onboarding from a company's list of people: read, plan per platform, invite, report.
+"""Bulk membership from a company's roster: read, plan per platform, sync each group, report.
 
-The building blocks of ``dags/scheduled_onboarding.py``, as operators (no TaskFlow at DAG-parse time):
+The building blocks of ``dags/scheduled_onboarding.py``, as operators (no TaskFlow at DAG-parse time),
+and ``roster_sync_tasks`` which wires them and owns the task ids the report reads:
 
-- ``LoadPeopleOperator``: rows from a CSV file and/or a SQL query (read when the task runs);
-- ``PlanInvitesOperator``: one platform's ``[{group, users}]``, ids checked by its hook, de-duplicated;
-- ``BulkInviteOperator`` (``airflow_invites.onboarding``): mapped over the plan, one look-up per group;
-- ``BulkReportOperator``: counts per platform and status, who failed and why, look-ups per group.
+- ``LoadPeopleOperator`` (``load_people``): rows from a CSV file and/or a SQL query, read when the
+  task runs, only from the folders and connections the deployment allows;
+- ``PlanMembershipOperator`` (``plan_<platform>``): one platform's ``[{group, users}]``, every id and
+  handle checked by its hook (no request), de-duplicated;
+- ``RosterSyncOperator`` (``sync_<platform>``, mapped per group): the roster sync of one group;
+- ``BulkReportOperator`` (``report``): counts per platform and status, the drift, who failed and
+  why, look-ups and requests per group; fails the run when anyone failed or a task died.
+
+The trigger form is untrusted: a ``people_file`` it names must lie in a folder listed in
+``[invites] people_folders``, a ``sql_conn_id`` must be listed in ``[invites] sql_conn_ids``, and
+its query runs in a read-only transaction. Errors never quote a file's content.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_invites.operators.base import OUTCOMES_KEY, STATS_KEY
+from airflow_invites.core.outcome import INVITE_STATUSES, REMOVE_STATUSES, Status
+from airflow_invites.operators.base import OUTCOMES_KEY, STATS_KEY, GroupMembershipOperator
 from airflow_invites.platforms import PLATFORMS
+from airflow_invites.pools import pool_name
+from airflow_invites.report import cell, task_states
 
 PLATFORM_COLUMNS = tuple(PLATFORMS)
-STATUSES = ("invited", "already_member", "already_invited", "joined", "would_invite", "failed")
+DRIFT_KEY = "drift"
+#: the task ids of ``roster_sync_tasks``: what the report reads
+LOAD_TASK, REPORT_TASK = "load_people", "report"
+
+
+def plan_task(platform: str) -> str:
+    return f"plan_{platform}"
+
+
+def sync_task(platform: str) -> str:
+    return f"sync_{platform}"
+
+
+class PeopleSourceError(AirflowFailException):
+    """The roster could not be read as asked (names the source, never its content)."""
 
 
 # -- reading the people ------------------------------------------------------------------------------
 
 
-def rows_from_csv(path: str) -> list[dict[str, str]]:
-    """The CSV file's rows, column names lower-cased and stripped, values stripped."""
-    import csv
+def rows_from_csv(path: str) -> list[tuple[int, dict[str, str]]]:
+    """(line, row) of each record: column names lower-cased and stripped, values stripped.
 
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        return [
-            {str(k).strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
-            for row in reader
-        ]
+    ``line`` is where the record starts (quoted fields may span lines).
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                return []
+            columns = [name.strip().lower() for name in header]
+            seen: dict[str, str] = {}
+            for original, name in zip(header, columns, strict=True):
+                if name in seen and name:
+                    raise PeopleSourceError(
+                        f"people_file {path}: columns {seen[name].strip()!r} and {original.strip()!r} differ only "
+                        "in case or spaces; keep one"
+                    )
+                seen[name] = original
+            rows: list[tuple[int, dict[str, str]]] = []
+            start = reader.line_num + 1
+            for record in reader:
+                if any(value.strip() for value in record):
+                    rows.append(
+                        (start, {c: (v or "").strip() for c, v in zip(columns, record, strict=False) if c})
+                    )
+                start = reader.line_num + 1
+            return rows
+    except UnicodeDecodeError as exc:
+        line = _line_of_byte(path, exc.start)
+        raise PeopleSourceError(
+            f"people_file {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} on line {line}); "
+            "save the file as UTF-8"
+        ) from None
+    except csv.Error as exc:
+        raise PeopleSourceError(f"people_file {path}: not a readable CSV file ({exc})") from None
 
 
-def rows_from_sql(hook: Any, sql: str) -> list[dict[str, str]]:
-    """The query's rows through a common.sql ``DbApiHook`` (NULL -> blank)."""
+def _line_of_byte(path: str, offset: int) -> int:
+    with open(path, "rb") as handle:
+        return handle.read(offset).count(b"\n") + 1
+
+
+def rows_from_sql(hook: Any, sql: str, *, conn_type: str = "") -> list[dict[str, str]]:
+    """The query's rows through a common.sql ``DbApiHook`` (NULL -> blank), in a read-only session."""
 
     def fetch(cursor: Any) -> tuple[list[str], list[Any]]:
         return [str(d[0]).strip().lower() for d in cursor.description], list(cursor.fetchall())
 
-    names, records = hook.run(sql, handler=fetch)
+    names, records = _read_only(hook, sql, fetch, conn_type)
     return [
         {
             name: "" if value is None else str(value).strip()
@@ -54,47 +114,116 @@ def rows_from_sql(hook: Any, sql: str) -> list[dict[str, str]]:
     ]
 
 
-def read_people(params: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+#: how each database is told that a session only reads (PostgreSQL, MySQL/MariaDB, SQLite)
+READ_ONLY_STATEMENTS = {
+    "postgres": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+    "sqlite": "PRAGMA query_only = ON",
+}
+
+
+def _read_only(hook: Any, sql: str, fetch: Any, conn_type: str) -> Any:
+    dialect = _dialect(conn_type or type(hook).__name__)
+    statement = READ_ONLY_STATEMENTS.get(dialect)
+    if statement is None:
+        raise PeopleSourceError(
+            f"sql_conn_id: a {dialect or 'database'} connection cannot be made read-only here; "
+            f"supported: {', '.join(READ_ONLY_STATEMENTS)}"
+        )
+    connection = hook.get_conn()
+    try:
+        cursor = connection.cursor()
+        cursor.execute(statement)
+        cursor.execute(sql)
+        return fetch(cursor)
+    finally:
+        try:
+            connection.rollback()
+        finally:
+            connection.close()
+
+
+def _dialect(name: str) -> str:
+    """``postgres``, ``mysql`` or ``sqlite`` from a connection type or hook class name, else the name."""
+    lowered = name.lower()
+    return next((known for known in READ_ONLY_STATEMENTS if known in lowered), lowered)
+
+
+def allowed(option: str) -> list[str]:
+    """A comma-separated ``[invites]`` option of the deployment (never of the trigger form)."""
+    from airflow.sdk import conf
+
+    return [
+        part.strip()
+        for part in str(conf.get("invites", option, fallback="") or "").split(",")
+        if part.strip()
+    ]
+
+
+def check_people_file(path: str, *, from_form: bool) -> str:
+    """The real path of ``path``; one named in the trigger form must lie in ``[invites] people_folders``."""
+    real = os.path.realpath(path)
+    if not from_form:
+        return real
+    folders = [os.path.realpath(folder) for folder in allowed("people_folders")]
+    if not any(os.path.commonpath([real, folder]) == folder for folder in folders):
+        raise PeopleSourceError(
+            f"people_file: {path} is not in a folder this deployment allows for the trigger form "
+            "([invites] people_folders" + (f": {', '.join(folders)})" if folders else " is empty)")
+        )
+    return real
+
+
+def read_people(params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
     """All rows from the file and the query, each with a ``_source`` (file:line or sql:row)."""
     from airflow.sdk import BaseHook, Variable
 
     rows: list[dict[str, Any]] = []
     sources: list[str] = []
-    path = params.get("people_file") or Variable.get("invites_people_file", default=None)
+    form_path = params.get("people_file")
+    path = form_path or Variable.get("invites_people_file", default=None)
     if path:
+        real = check_people_file(str(path), from_form=bool(form_path))
         try:
-            found = rows_from_csv(str(path))
+            found = rows_from_csv(real)
         except OSError as exc:
-            raise AirflowFailException(f"people_file: cannot read {path}: {exc.strerror}") from None
-        rows += [{**row, "_source": f"{path}:{n}"} for n, row in enumerate(found, start=2)]
+            raise PeopleSourceError(f"people_file: cannot read {path}: {exc.strerror}") from None
+        rows += [{**row, "_source": f"{path}:{line}"} for line, row in found]
         sources.append(f"{path} ({len(found)} rows)")
-    if params.get("sql_conn_id") and params.get("sql"):
+    conn_id, sql = params.get("sql_conn_id"), params.get("sql")
+    if conn_id and sql:
+        if conn_id not in allowed("sql_conn_ids"):
+            raise PeopleSourceError(
+                f"sql_conn_id: {conn_id} is not a connection this deployment allows for the trigger form "
+                "([invites] sql_conn_ids)"
+            )
         from airflow.providers.common.sql.hooks.sql import DbApiHook
 
-        hook = BaseHook.get_connection(params["sql_conn_id"]).get_hook()
+        connection = BaseHook.get_connection(conn_id)
+        hook = connection.get_hook()
         if not isinstance(hook, DbApiHook):
-            raise AirflowFailException(f"sql_conn_id: {params['sql_conn_id']} is not a SQL connection")
-        found = rows_from_sql(hook, params["sql"])
-        rows += [{**row, "_source": f"sql:{n}"} for n, row in enumerate(found, start=1)]
-        sources.append(f"sql on {params['sql_conn_id']} ({len(found)} rows)")
+            raise PeopleSourceError(f"sql_conn_id: {conn_id} is not a SQL connection")
+        found_sql = rows_from_sql(hook, str(sql), conn_type=str(connection.conn_type or ""))
+        rows += [{**row, "_source": f"sql:{n}"} for n, row in enumerate(found_sql, start=1)]
+        sources.append(f"sql on {conn_id} ({len(found_sql)} rows)")
     if not sources:
-        raise AirflowFailException(
+        raise PeopleSourceError(
             "no people source: set people_file (or the Variable invites_people_file), or sql_conn_id and sql"
         )
     if rows and not any(column in rows[0] for column in PLATFORM_COLUMNS):
-        raise AirflowFailException(
-            f"the people source has none of the platform columns {list(PLATFORM_COLUMNS)}: "
-            f"found {sorted(k for k in rows[0] if k != '_source')}"
+        raise PeopleSourceError(
+            f"the people source has none of the platform columns {list(PLATFORM_COLUMNS)} "
+            f"({len([k for k in rows[0] if k != '_source'])} other columns)"
         )
     return rows, sources
 
 
-def person_label(row: dict[str, Any]) -> str:
+def person_label(row: Mapping[str, Any]) -> str:
     """How the report names a person: name and e-mail if given, else where the row came from."""
     name, email = row.get("name", ""), row.get("email", "")
     if name and email:
         return f"{name} <{email}>"
-    return name or email or row.get("_source", "?")
+    return str(name or email or row.get("_source", "?"))
 
 
 class LoadPeopleOperator(BaseOperator):
@@ -109,11 +238,11 @@ class LoadPeopleOperator(BaseOperator):
 # -- planning one platform ---------------------------------------------------------------------------
 
 
-class PlanInvitesOperator(BaseOperator):
-    """``[{group, users}]`` for one platform: ids checked by its hook, de-duplicated, per group.
+class PlanMembershipOperator(BaseOperator):
+    """``[{group, users}]`` for one platform: ids and handles checked by its hook, de-duplicated, per group.
 
-    Rejected ids (bad shape, no group, platform not available) go to XCom key ``rejected``; which
-    rows each id came from to key ``who``.
+    Rejected people (bad shape, no group, platform not available) go to XCom key ``rejected``;
+    which rows each person came from to key ``who``. No request is sent.
 
     :param platform: a platform name from the registry
     :param source: the output of ``LoadPeopleOperator`` (an XComArg)
@@ -129,37 +258,40 @@ class PlanInvitesOperator(BaseOperator):
     def execute(self, context: Any) -> list[dict[str, Any]]:
         from airflow.sdk import Variable
 
-        from airflow_invites.triggers.membership import hook_from_path
+        from airflow_invites.core.membership import parse_person
 
         platform, spec = self.platform, PLATFORMS[self.platform]
         wanted = [(row, row[platform]) for row in (self.source or {}).get("people", []) if row.get(platform)]
         rejected: list[dict[str, str]] = []
         who: dict[str, list[str]] = {}
-        batches: dict[str, list[str]] = {}
+        batches: dict[str, dict[str, None]] = {}
+        hook: Any = None
         try:
-            hook = hook_from_path(spec.hook, spec.default_conn_id) if wanted else None
+            hook = spec.hook_for() if wanted else None
         except Exception as exc:
             why = f"platform not available: {type(exc).__name__}: {exc}"
-            rejected = [_rejection(platform, uid, row, why) for row, uid in wanted]
-            wanted, hook = [], None
+            rejected = [_rejection(platform, value, row, why) for row, value in wanted]
+            wanted = []
         default_group = context["params"].get(f"{platform}_group")
         if wanted and not default_group:
             default_group = Variable.get(f"invites_{platform}_group", default=None)
-        for row, raw_id in wanted:
+        groups: dict[str, str] = {}
+        for row, value in wanted:
             group = row.get(f"{platform}_group") or default_group
             if not group:
                 why = f"no group: set the param {platform}_group or the Variable invites_{platform}_group"
-                rejected.append(_rejection(platform, raw_id, row, why))
+                rejected.append(_rejection(platform, value, row, why))
                 continue
             try:
-                group_id, user_id = hook.normalize_group(group), hook.normalize_user(raw_id)  # type: ignore[union-attr]
+                if group not in groups:
+                    groups[group] = hook.normalize_group(group)
+                person = parse_person(hook, value)
             except Exception as exc:  # InviteInputError: names the field and the expected shape
-                rejected.append(_rejection(platform, raw_id, row, str(exc)))
+                rejected.append(_rejection(platform, value, row, str(exc)))
                 continue
-            who.setdefault(user_id, []).append(person_label(row))
-            members = batches.setdefault(group_id, [])
-            if user_id not in members:
-                members.append(user_id)
+            key = person.user or person.text
+            who.setdefault(key, []).append(person_label(row))
+            batches.setdefault(groups[group], {})[key] = None
         context["ti"].xcom_push(key="rejected", value=rejected)
         context["ti"].xcom_push(key="who", value=who)
         self.log.info(
@@ -169,86 +301,191 @@ class PlanInvitesOperator(BaseOperator):
             len(batches),
             len(rejected),
         )
-        return [{"group": group, "users": users} for group, users in batches.items()]
+        return [{"group": group, "users": list(users)} for group, users in batches.items()]
 
 
-def _rejection(platform: str, user: str, row: dict[str, Any], why: str) -> dict[str, str]:
+def _rejection(platform: str, user: str, row: Mapping[str, Any], why: str) -> dict[str, str]:
     return {"platform": platform, "user": user, "person": person_label(row), "detail": why}
+
+
+# -- syncing one group -----------------------------------------------------------------------------------
+
+
+class RosterSyncOperator(GroupMembershipOperator):
+    """Bring one group to its roster: invite the missing; with ``mode="authoritative"`` also remove the rest.
+
+    :param mode: ``additive`` (invite only) or ``authoritative`` (templated)
+    :param keep: platform -> people never removed (ids or handles); ``"*"`` applies to every
+        platform (templated; a dict or its JSON)
+    :param max_removals: above this many removals in the group, nobody is touched and the task
+        fails naming them (templated)
+    """
+
+    template_fields = (*GroupMembershipOperator.template_fields, "mode", "keep", "max_removals_text")
+
+    def __init__(
+        self,
+        *,
+        mode: str = "additive",
+        keep: Any = None,
+        max_removals: int | str = 10,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.mode = mode
+        self.keep = keep
+        self.max_removals_text = max_removals
+
+    def apply(self, hook: Any, stats: Any, context: Any) -> list[Any]:
+        from airflow_invites.core.membership import parse_bool
+
+        self.check_group()
+        from airflow_invites.core.roster import parse_max_removals, parse_mode, sync_roster
+
+        outcomes, drift = sync_roster(
+            hook,
+            self.group,
+            self.users,
+            mode=parse_mode(self.mode),
+            keep=keep_for(self.keep, self.platform),
+            max_removals=parse_max_removals(self.max_removals_text),
+            request=self.invite_request(),
+            dry_run=parse_bool(self.dry_run_mode, "dry_run"),
+            stats=stats,
+        )
+        context["ti"].xcom_push(key=DRIFT_KEY, value=drift.to_dict())
+        return outcomes
+
+
+def keep_for(keep: Any, platform: str) -> list[str]:
+    """The keep-list entries of ``platform`` (and of ``"*"``) from a dict or its JSON text."""
+    import json
+
+    from airflow_invites.core.errors import InviteInputError
+
+    if keep in (None, "", {}, "None"):
+        return []
+    if isinstance(keep, str):
+        try:
+            keep = json.loads(keep)
+        except ValueError:
+            raise InviteInputError(
+                "keep", 'an object like {"rocketchat": ["id", "username:ann"]}', keep
+            ) from None
+    if not isinstance(keep, Mapping) or not all(isinstance(v, list) for v in keep.values()):
+        raise InviteInputError(
+            "keep", 'an object of platform -> list of ids or handles ("*": every platform)', keep
+        )
+    return [str(v) for v in (*keep.get("*", []), *keep.get(platform, []))]
 
 
 # -- the report ----------------------------------------------------------------------------------------
 
 
 class BulkReportOperator(BaseOperator):
-    """Counts per platform and status, who failed and why, look-ups per group; fails if anyone failed.
+    """Counts per platform and status, the drift, who failed and why, look-ups per group.
+
+    Fails the run when anyone failed, or when a platform that had people produced no outcomes
+    (its plan or sync task died, was killed or marked failed).
 
     :param source: the output of ``LoadPeopleOperator`` (an XComArg)
     """
 
     template_fields = ("source",)
 
-    def __init__(self, *, source: Any, **kwargs: Any) -> None:
+    def __init__(self, *, source: Any, platforms: Iterable[str] = PLATFORMS, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.source = source
+        self.platforms = list(platforms)
 
     def execute(self, context: Any) -> dict[str, Any]:
         source = self.source
         if not source:
             raise AirflowFailException("no people were read: see the load_people task's log")
         ti = context["ti"]
-        counts: dict[str, Counter[str]] = {p: Counter() for p in PLATFORMS}
+        counts: dict[str, Counter[str]] = {p: Counter() for p in self.platforms}
         failures: list[dict[str, str]] = []
         stats: list[dict[str, Any]] = []
-        for platform in PLATFORMS:
-            batches = ti.xcom_pull(task_ids=f"plan_{platform}") or []
-            who = ti.xcom_pull(task_ids=f"plan_{platform}", key="who") or {}
-            for rejection in ti.xcom_pull(task_ids=f"plan_{platform}", key="rejected") or []:
+        drifts: list[dict[str, Any]] = []
+        states = task_states(context, [t for p in self.platforms for t in (plan_task(p), sync_task(p))])
+        wanted = {p: sum(1 for row in source["people"] if row.get(p)) for p in self.platforms}
+        if not any(wanted.values()):
+            raise AirflowFailException(
+                f"the roster has nobody for any platform: no row has a value in {list(self.platforms)}"
+            )
+        for platform in self.platforms:
+            plan = plan_task(platform)
+            if wanted[platform] and states.get(plan) != "success":
+                counts[platform]["failed"] += wanted[platform]
+                failures.append(_died(platform, plan, states.get(plan)))
+                continue
+            batches = ti.xcom_pull(task_ids=plan) or []
+            who = ti.xcom_pull(task_ids=plan, key="who") or {}
+            for rejection in ti.xcom_pull(task_ids=plan, key="rejected") or []:
                 counts[platform]["failed"] += 1
                 failures.append(rejection)
             if not batches:
                 continue
             indexes = list(range(len(batches)))
-            task_id = f"invite_{platform}"
+            task_id = sync_task(platform)
             all_outcomes = ti.xcom_pull(task_ids=task_id, key=OUTCOMES_KEY, map_indexes=indexes)
             stats += [
                 {k: s[k] for k in ("platform", "group", "people", "lookups", "requests")}
                 for s in ti.xcom_pull(task_ids=task_id, key=STATS_KEY, map_indexes=indexes)
                 if s
             ]
+            drifts += [
+                {"platform": platform, **d}
+                for d in ti.xcom_pull(task_ids=task_id, key=DRIFT_KEY, map_indexes=indexes)
+                if d
+            ]
             for batch, outcomes in zip(batches, all_outcomes, strict=True):
                 _count_batch(platform, batch, outcomes or [], who, counts, failures)
-        self.log.info("onboarding report\n%s\n", _render(source, counts, stats, failures))
+        self.log.info("membership report\n%s\n", _render(source, counts, stats, drifts, failures))
         summary = {
             "counts": {p: dict(c) for p, c in counts.items() if c},
             "failed": failures,
             "lookups": stats,
+            "drift": drifts,
         }
         if failures:
             by_platform = Counter(f["platform"] for f in failures)
             raise AirflowFailException(
-                "onboarding failed for " + ", ".join(f"{n} on {p}" for p, n in by_platform.items())
+                "membership sync failed for " + ", ".join(f"{n} on {p}" for p, n in by_platform.items())
             )
         return summary
 
 
+def _died(platform: str, task_id: str, state: str | None) -> dict[str, str]:
+    return {
+        "platform": platform,
+        "user": "",
+        "person": "everyone of this platform",
+        "detail": f"{task_id} ended {state or 'without running'}: nobody was handled (see its log)",
+    }
+
+
 def _count_batch(
     platform: str,
-    batch: dict[str, Any],
+    batch: Mapping[str, Any],
     outcomes: list[dict[str, Any]],
-    who: dict[str, list[str]],
+    who: Mapping[str, list[str]],
     counts: dict[str, Counter[str]],
     failures: list[dict[str, str]],
 ) -> None:
     seen: set[str] = set()
     whole_batch_failure = ""
+    wanted = set(batch["users"])
     for outcome in outcomes:
-        if outcome["user"] not in batch["users"]:  # the task failed as a whole
+        if not outcome["user"]:  # the task failed as a whole
             whole_batch_failure = outcome.get("detail", "")
             continue
-        seen.add(outcome["user"])
-        counts[platform][outcome["status"]] += 1
+        given = outcome.get("handle") or outcome["user"]
+        if given in wanted:
+            seen.add(given)
+        counts[platform][outcome["status"]] += 1  # (or a removal of someone not on the roster)
         if outcome["status"] == "failed":
-            failures.append(_failure(platform, outcome["user"], outcome.get("detail", ""), who))
+            failures.append(_failure(platform, given, outcome.get("detail", ""), who))
     for user in batch["users"]:
         if user not in seen:
             counts[platform]["failed"] += 1
@@ -257,25 +494,37 @@ def _count_batch(
 
 
 def _render(
-    source: dict[str, Any],
-    counts: dict[str, Counter[str]],
+    source: Mapping[str, Any],
+    counts: Mapping[str, Counter[str]],
     stats: list[dict[str, Any]],
+    drifts: list[dict[str, Any]],
     failures: list[dict[str, str]],
 ) -> str:
+    removals = [
+        s for s in REMOVE_STATUSES if s is not Status.FAILED and any(c[s.value] for c in counts.values())
+    ]
+    shown = [*INVITE_STATUSES[:-1], *removals, Status.FAILED]
     lines = [
-        f"## Scheduled onboarding: {len(source['people'])} people from {', '.join(source['sources'])}",
+        f"## Roster: {len(source['people'])} people from {cell(', '.join(source['sources']))}",
         "",
-        "| platform | " + " | ".join(s.replace("_", " ") for s in STATUSES) + " |",
-        "|---" * (len(STATUSES) + 1) + "|",
+        "| platform | " + " | ".join(s.value.replace("_", " ") for s in shown) + " |",
+        "|---" * (len(shown) + 1) + "|",
     ]
     for platform, counter in counts.items():
         if counter:
-            lines.append(f"| {platform} | " + " | ".join(str(counter[s]) for s in STATUSES) + " |")
+            lines.append(f"| {platform} | " + " | ".join(str(counter[s.value]) for s in shown) + " |")
     lines += ["", "| platform | group | people | look-ups | requests |", "|---|---|---|---|---|"]
     lines += [
-        f"| {s['platform']} | {s['group']} | {s['people']} | {s['lookups']} | {s['requests']} |"
+        f"| {s['platform']} | {cell(s['group'])} | {s['people']} | {s['lookups']} | {s['requests']} |"
         for s in stats
     ]
+    if any(d["to_remove"] or d["protected"] for d in drifts):
+        lines += ["", "| platform | group | to add | to remove | protected |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {d['platform']} | {cell(d['group'])} | {len(d['to_add'])} | "
+            f"{cell(', '.join(d['to_remove'])) or 0} | {cell(', '.join(d['protected'])) or 0} |"
+            for d in drifts
+        ]
     if failures:
         lines += [
             "",
@@ -285,14 +534,55 @@ def _render(
             "|---|---|---|---|",
         ]
         lines += [
-            f"| {f['platform']} | {f['user']} | {f['person']} | {_cell(f['detail'])} |" for f in failures
+            f"| {f['platform']} | {cell(f['user'])} | {cell(f['person'])} | {cell(f['detail'])} |"
+            for f in failures
         ]
     return "\n".join(lines)
 
 
-def _failure(platform: str, user: str, why: str, who: dict[str, list[str]]) -> dict[str, str]:
+def _failure(platform: str, user: str, why: str, who: Mapping[str, list[str]]) -> dict[str, str]:
     return {"platform": platform, "user": user, "person": "; ".join(who.get(user, [])), "detail": why}
 
 
-def _cell(text: str) -> str:
-    return str(text).replace("|", "/").replace("\n", " ")
+# -- wiring -------------------------------------------------------------------------------------------------
+
+
+def roster_sync_tasks(
+    *,
+    platforms: Iterable[str] = PLATFORMS,
+    mode: str = "{{ params.mode }}",
+    keep: str = "{{ params.keep | tojson }}",
+    max_removals: str = "{{ params.max_removals }}",
+    message: str | None = "{{ params.message or '' }}",
+    dry_run: str = "{{ params.dry_run }}",
+    use_pools: bool = True,
+) -> tuple[BaseOperator, BaseOperator]:
+    """``load_people`` -> per platform ``plan_<p>`` -> ``sync_<p>`` (mapped per group) -> ``report``.
+
+    Call inside a DAG; returns (load, report). The arguments are templates over the DAG's params by
+    default (see ``dags/scheduled_onboarding.py``).
+    """
+    names = list(platforms)
+    unknown = [p for p in names if p not in PLATFORMS]
+    if unknown:
+        raise ValueError(f"platforms: unknown {unknown}; expected some of {list(PLATFORMS)}")
+    load = LoadPeopleOperator(task_id=LOAD_TASK)
+    report = BulkReportOperator(
+        task_id=REPORT_TASK, source=load.output, platforms=names, trigger_rule=TriggerRule.ALL_DONE
+    )
+    for platform in names:
+        plan = PlanMembershipOperator(task_id=plan_task(platform), platform=platform, source=load.output)
+        sync = RosterSyncOperator.partial(
+            task_id=sync_task(platform),
+            platform=platform,
+            mode=mode,
+            keep=keep,
+            max_removals=max_removals,
+            message=message,
+            dry_run=dry_run,
+            map_index_template="{{ task.group }}",
+            **({"pool": pool_name(platform)} if use_pools else {}),
+        ).expand_kwargs(plan.output)
+        plan >> report
+        sync >> report
+    return load, report

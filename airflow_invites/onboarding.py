@@ -1,4 +1,4 @@
-"""The reusable building block: a TaskGroup that onboards people across chosen platforms.
+"""The reusable building blocks: task groups that onboard or offboard people across platforms.
 
 A company DAG is a few lines::
 
@@ -11,12 +11,11 @@ A company DAG is a few lines::
         )
 
 Platforms run in the order given, one after another; each runs even if an earlier one failed, and a
-final ``report`` task shows every platform's outcomes (and fails the run if any platform failed).
+final ``report`` task shows every platform's outcomes. The report fails the run when anyone failed,
+when a platform's task died without outcomes (a timeout, a killed worker, marked failed by hand),
+or when no platform had anyone to act on. ``offboarding_task_group`` is the same with removals.
 With ``wait_for_acceptance``, a deferrable ``GroupMembershipSensor`` per platform waits (in the
-triggerer) until the person has accepted; the report then also fails the run if someone did not.
-
-``BulkInviteOperator`` is the platform-generic invite task that ``scheduled_onboarding`` maps over
-groups: many people per task, one look-up per group, and the look-up count in its log.
+triggerer) until the person has accepted.
 """
 
 from __future__ import annotations
@@ -28,21 +27,15 @@ from typing import Any
 from airflow.sdk import BaseOperator, TaskGroup, TriggerRule
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_invites.operators.base import (
-    OUTCOMES_KEY,
-    GroupInviteOperator,
-    GroupMembershipOperator,
-)
+from airflow_invites.core.membership import State
+from airflow_invites.operators.base import OUTCOMES_KEY
+from airflow_invites.params import check_conf, nearest
 from airflow_invites.platforms import PLATFORMS
 from airflow_invites.pools import pool_name
+from airflow_invites.report import cell, task_states
 
-#: the default order of ``onboard_user`` and the task group
+#: the default order of ``onboard_user`` and the task groups
 DEFAULT_ORDER: tuple[str, ...] = tuple(PLATFORMS)
-
-
-def operator_class(platform: str) -> type[GroupMembershipOperator]:
-    """The invite operator of ``platform`` (from the registry)."""
-    return PLATFORMS[platform].operator_class  # type: ignore[no-any-return]
 
 
 def default_group_template(platform: str) -> str:
@@ -50,24 +43,106 @@ def default_group_template(platform: str) -> str:
     return f"{{{{ params.get('{platform}_group') or var.value.get('invites_{platform}_group', '') }}}}"
 
 
-def onboarding_task_group(
+def check_platform_keys(field: str, mapping: Mapping[str, Any] | None) -> None:
+    """Every key of ``mapping`` is a platform name; a typo fails when the DAG is parsed."""
+    for key in mapping or {}:
+        if key not in PLATFORMS:
+            raise ValueError(
+                f"{field}: unknown platform {key!r}{nearest(key, list(PLATFORMS))}; known: {list(PLATFORMS)}"
+            )
+
+
+def membership_task_group(
     *,
+    state: State,
     users: Mapping[str, Any],
     groups: Mapping[str, Any] | None = None,
     platforms: Sequence[str] | None = None,
     message: str | None = None,
     dry_run: bool | str = False,
-    group_id: str = "onboard",
+    group_id: str,
     use_pools: bool = True,
     conn_ids: Mapping[str, str] | None = None,
     operator_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    max_removals: int | None = None,
     wait_for_acceptance: bool | str = False,
     acceptance_poll_interval: float | str = 300.0,
     acceptance_timeout: timedelta = timedelta(days=7),
 ) -> TaskGroup:
+    """One person (or a few) to ``state`` on ``platforms`` in sequence, then a report (see module doc)."""
+    order = list(platforms or DEFAULT_ORDER)
+    unknown = [p for p in order if p not in PLATFORMS]
+    if unknown:
+        raise ValueError(f"platforms: unknown {unknown}; expected some of {list(PLATFORMS)}")
+    for name, mapping in (
+        ("users", users),
+        ("groups", groups),
+        ("conn_ids", conn_ids),
+        ("operator_kwargs", operator_kwargs),
+    ):
+        check_platform_keys(name, mapping)
+    verb = "invite" if state is State.PRESENT else "remove"
+    with TaskGroup(group_id=group_id) as group:
+        previous = None
+        member_tasks: dict[str, str] = {}
+        wait_tasks: dict[str, str] = {}
+        upstreams: list[BaseOperator] = []
+        for position, platform in enumerate(order):
+            extra: dict[str, Any] = dict((operator_kwargs or {}).get(platform, {}))
+            if use_pools:
+                extra.setdefault("pool", pool_name(platform))
+            if state is State.ABSENT:
+                extra.setdefault("max_removals", max_removals)
+            spec = PLATFORMS[platform]
+            operator = spec.operator_class if state is State.PRESENT else spec.remove_operator_class
+            task = operator(
+                task_id=f"{verb}_{platform}",
+                group=(groups or {}).get(platform) or default_group_template(platform),
+                users=users.get(platform, ""),
+                message=message,
+                dry_run=dry_run,
+                conn_id=(conn_ids or {}).get(platform),
+                skip_if_empty=True,
+                check_trigger_conf=True,
+                trigger_rule=TriggerRule.ALL_SUCCESS if position == 0 else TriggerRule.ALL_DONE,
+                **extra,
+            )
+            if previous is not None:
+                previous >> task
+            previous = task
+            member_tasks[task.task_id] = platform
+            upstreams.append(task)
+            if wait_for_acceptance is not False and state is State.PRESENT:
+                from airflow_invites.sensors.membership import GroupMembershipSensor
+
+                wait = GroupMembershipSensor(
+                    task_id=f"wait_{platform}",
+                    platform=platform,
+                    group=task.group,
+                    users=task.users,
+                    conn_id=(conn_ids or {}).get(platform),
+                    enabled=wait_for_acceptance,
+                    poll_interval=acceptance_poll_interval,
+                    timeout=acceptance_timeout,
+                )
+                task >> wait
+                wait_tasks[wait.task_id] = platform
+                upstreams.append(wait)
+        report_task = MembershipReportOperator(
+            task_id="report",
+            member_tasks=member_tasks,
+            wait_tasks=wait_tasks,
+            trigger_rule=TriggerRule.ALL_DONE,
+        )
+        for upstream in upstreams:
+            upstream >> report_task
+    return group
+
+
+def onboarding_task_group(*, group_id: str = "onboard", **kwargs: Any) -> TaskGroup:
     """Invite people on ``platforms`` in sequence, then report.
 
-    :param users: platform -> one id, a comma-separated string or a list (templated); empty = skip
+    :param users: platform -> one id or handle, a comma-separated string or a list (templated); empty = skip
     :param groups: platform -> group id (templated); default: the Variable ``invites_<platform>_group``
     :param platforms: the order to run in (default: all five, registry order); unknown names fail
     :param message: invitation text where the platform takes one (templated)
@@ -81,129 +156,108 @@ def onboarding_task_group(
     :param acceptance_poll_interval: seconds between look-ups while waiting (templated)
     :param acceptance_timeout: how long to wait for acceptance before the sensor fails
     """
-    order = list(platforms or DEFAULT_ORDER)
-    unknown = [p for p in order if p not in PLATFORMS]
-    if unknown:
-        raise ValueError(f"platforms: unknown {unknown}; expected some of {list(PLATFORMS)}")
-    with TaskGroup(group_id=group_id) as group:
-        previous = None
-        invite_tasks = []
-        wait_tasks = []
-        for position, platform in enumerate(order):
-            extra: dict[str, Any] = dict((operator_kwargs or {}).get(platform, {}))
-            if use_pools:
-                extra.setdefault("pool", pool_name(platform))
-            invite = operator_class(platform)(
-                task_id=f"invite_{platform}",
-                group=(groups or {}).get(platform) or default_group_template(platform),
-                users=users.get(platform, ""),
-                message=message,
-                dry_run=dry_run,
-                conn_id=(conn_ids or {}).get(platform),
-                skip_if_empty=True,
-                trigger_rule=TriggerRule.ALL_SUCCESS if position == 0 else TriggerRule.ALL_DONE,
-                **extra,
-            )
-            if previous is not None:
-                previous >> invite
-            previous = invite
-            invite_tasks.append(invite)
-            if wait_for_acceptance is not False:
-                from airflow_invites.sensors.membership import GroupMembershipSensor
-
-                wait = GroupMembershipSensor(
-                    task_id=f"wait_{platform}",
-                    platform=platform,
-                    group=invite.group,
-                    users=invite.users,
-                    conn_id=(conn_ids or {}).get(platform),
-                    enabled=wait_for_acceptance,
-                    poll_interval=acceptance_poll_interval,
-                    timeout=acceptance_timeout,
-                )
-                invite >> wait
-                wait_tasks.append(wait)
-        report_task = OnboardingReportOperator(
-            task_id="report",
-            invite_task_ids=[t.task_id for t in invite_tasks],
-            wait_task_ids=[t.task_id for t in wait_tasks],
-            trigger_rule=TriggerRule.ALL_DONE,
-        )
-        for upstream in invite_tasks + wait_tasks:
-            upstream >> report_task
-    return group
+    return membership_task_group(state=State.PRESENT, group_id=group_id, **kwargs)
 
 
-class OnboardingReportOperator(BaseOperator):
+def offboarding_task_group(
+    *, group_id: str = "offboard", max_removals: int | None = 25, **kwargs: Any
+) -> TaskGroup:
+    """Remove people from ``platforms`` in sequence (members removed, invitations withdrawn), then report.
+
+    Takes the arguments of ``onboarding_task_group`` but the acceptance ones, plus ``max_removals``
+    per platform (default 25: above it nobody is removed there and the task fails naming them).
+    """
+    return membership_task_group(state=State.ABSENT, group_id=group_id, max_removals=max_removals, **kwargs)
+
+
+class MembershipReportOperator(BaseOperator):
     """A Markdown table of every platform's outcomes in the log; fails the run if anyone failed.
 
-    :param invite_task_ids: the invite tasks, whose XCom ``outcomes`` it reads
-    :param wait_task_ids: the acceptance sensors; one that neither succeeded nor was skipped fails the run
+    A platform whose task neither succeeded nor was skipped (it died, timed out, was marked failed)
+    fails the run even without outcomes; so does a run where no platform had anyone to act on.
+
+    :param member_tasks: task id -> platform of the membership tasks, whose XCom ``outcomes`` it reads
+    :param wait_tasks: task id -> platform of the acceptance sensors
     """
 
     ui_color = "#f0ede4"
 
     def __init__(
-        self, *, invite_task_ids: list[str], wait_task_ids: list[str] | None = None, **kwargs: Any
+        self,
+        *,
+        member_tasks: Mapping[str, str],
+        wait_tasks: Mapping[str, str] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.invite_task_ids = invite_task_ids
-        self.wait_task_ids = wait_task_ids or []
+        self.member_tasks = dict(member_tasks)
+        self.wait_tasks = dict(wait_tasks or {})
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
+        check_conf(context)
         ti = context["ti"]
+        states = task_states(context, [*self.member_tasks, *self.wait_tasks])
         rows: list[dict[str, Any]] = []
-        lines = ["| platform | group | user | status | detail |", "|---|---|---|---|---|"]
-        failed_platforms = []
-        for task_id in self.invite_task_ids:
+        lines = ["| platform | group | person | status | detail |", "|---|---|---|---|---|"]
+        failed: list[str] = []
+        ran: list[str] = []
+        for task_id, platform in self.member_tasks.items():
+            state = states.get(task_id)
             outcomes = ti.xcom_pull(task_ids=task_id, key=OUTCOMES_KEY) or []
-            platform = task_id.rsplit("invite_", 1)[-1]
+            if state == "skipped" and not outcomes:
+                lines.append(f"| {platform} | | | skipped | no person given |")
+                continue
+            ran.append(platform)
             if not outcomes:
-                lines.append(f"| {platform} | | | skipped | no person given, or the task did not run |")
+                lines.append(
+                    f"| {platform} | | | failed | the task ended {state or 'without running'} (see its log) |"
+                )
+                failed.append(platform)
                 continue
             for outcome in outcomes:
                 rows.append(outcome)
-                detail = str(outcome.get("detail", "")).replace("|", "/")
+                person = outcome.get("handle") or outcome["user"] or "(the task)"
+                if outcome.get("handle") and outcome["user"] != outcome["handle"]:
+                    person = f"{outcome['handle']} ({outcome['user']})"
                 lines.append(
-                    f"| {outcome['platform']} | {outcome['group']} | {outcome['user']} | {outcome['status']} "
-                    f"| {detail} |"
+                    f"| {platform} | {cell(outcome['group'])} | {cell(person)} | {outcome['status']} "
+                    f"| {cell(outcome.get('detail', ''))} |"
                 )
-                if outcome["status"] == "failed" and platform not in failed_platforms:
-                    failed_platforms.append(platform)
-        not_accepted = _acceptance_lines(context, self.wait_task_ids, lines)
-        failed_platforms += [p for p in not_accepted if p not in failed_platforms]
+            if any(o["status"] == "failed" for o in outcomes) or state not in ("success", None):
+                failed.append(platform)
+        failed += [p for p in _acceptance_lines(states, self.wait_tasks, lines) if p not in failed]
         table = "\n".join(lines)
-        self.log.info("onboarding report\n%s\n", table)
-        if failed_platforms:
-            raise AirflowFailException(f"onboarding failed on: {', '.join(failed_platforms)}\n{table}")
+        self.log.info("membership report\n%s\n", table)
+        if failed:
+            raise AirflowFailException(f"failed on: {', '.join(failed)}\n{table}")
+        if not ran:
+            raise AirflowFailException(
+                "no person was given for any platform: nothing was done (check the trigger conf's "
+                "<platform>_user fields)\n" + table
+            )
         return rows
 
 
-def _acceptance_lines(context: Any, wait_task_ids: list[str], lines: list[str]) -> list[str]:
-    """Append the acceptance sensors' results to ``lines``; return the platforms not accepted."""
-    if not wait_task_ids:
+#: the name of the onboarding report before removals existed
+OnboardingReportOperator = MembershipReportOperator
+
+
+def _acceptance_lines(
+    states: Mapping[str, str | None], wait_tasks: Mapping[str, str], lines: list[str]
+) -> list[str]:
+    """Append the acceptance sensors' results (only when someone waited); return the platforms not accepted."""
+    waited = {
+        t: p for t, p in wait_tasks.items() if states.get(t) not in ("skipped", "upstream_failed", None)
+    }
+    if not waited:
         return []
-    ti = context["ti"]
-    run_id = context["run_id"]
-    states = ti.get_task_states(dag_id=ti.dag_id, task_ids=wait_task_ids, run_ids=[run_id]).get(run_id, {})
     lines += ["", "| platform | accepted |", "|---|---|"]
     not_accepted = []
-    for task_id in wait_task_ids:
-        platform = task_id.rsplit("wait_", 1)[-1]
+    for task_id, platform in waited.items():
         state = states.get(task_id)
         if state == "success":
             lines.append(f"| {platform} | yes |")
-        elif state in ("skipped", None):
-            lines.append(f"| {platform} | not waited for |")
         else:
             lines.append(f"| {platform} | no: the sensor ended {state} (see its log) |")
             not_accepted.append(platform)
     return not_accepted
-
-
-class BulkInviteOperator(GroupInviteOperator):
-    """Invite many people into one group on ``platform``, with any platform's hook (by registry).
-
-    What ``scheduled_onboarding`` maps over (``.partial(platform=...).expand_kwargs([{group, users}])``);
-    the figures of each group (look-ups, requests) go to XCom key ``stats``.
-    """

@@ -78,6 +78,10 @@ class PlatformSpec:
     group_pattern: str
     conn_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     ui_field_behaviour: dict[str, Any] = field(default_factory=dict)
+    #: handle kind -> what it is on this platform (``email:``, ``username:``, ``name:``); the hook resolves these
+    handle_kinds: dict[str, str] = field(default_factory=dict)
+    #: a regular expression of the handles accepted without their ``kind:`` prefix (None: none)
+    bare_handle_pattern: str | None = None
 
     @property
     def conn_type(self) -> str:
@@ -107,6 +111,22 @@ class PlatformSpec:
     @property
     def remove_operator_class(self) -> Any:
         return load_class(self.remove_operator)
+
+    @property
+    def person_forms(self) -> str:
+        """How the trigger form and errors say what this platform takes for a person."""
+        forms = [f"{kind}:<{meaning}>" for kind, meaning in self.handle_kinds.items()]
+        return "; or ".join([self.user_description.rstrip("."), *forms])
+
+    @property
+    def person_pattern(self) -> str:
+        """A person on this platform: an id, a ``kind:`` handle it resolves, or a bare handle."""
+        parts = [self.user_pattern]
+        if self.handle_kinds:
+            parts.append(rf"^({'|'.join(self.handle_kinds)}):\S.*$")
+        if self.bare_handle_pattern:
+            parts.append(self.bare_handle_pattern)
+        return "|".join(f"(?:{p})" for p in parts)
 
     def hook_for(self, conn_id: str | None = None) -> Any:
         """A hook on ``conn_id`` (default ``<platform>_default``)."""
@@ -139,6 +159,8 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     "airflow_invites__<conn_id>__refresh_token. Put a new one here to re-authorise.",
                 ),
             },
+            handle_kinds={"name": "a Bungie Name, e.g. Guardian#1234"},
+            bare_handle_pattern=r"^[^#:]{1,26}#[0-9]{4}$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
                 "relabeling": {
@@ -175,6 +197,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     default="airflow-invites/0.1.0 (+https://github.com/airflow-invites/airflow-invites)",
                 ),
             },
+            handle_kinds={"name": "a display name (exact; display names are not unique)"},
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
                 "relabeling": {"login": "Username or e-mail", "password": "Password", "host": "API root"},
@@ -193,6 +216,8 @@ PLATFORMS: dict[str, PlatformSpec] = {
             group_description="Group entity id (16 upper-case hex).",
             group_pattern=r"^[0-9A-F]{16}$",
             conn_fields={},
+            handle_kinds={"email": "the account's e-mail", "username": "the account's username"},
+            bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
                 "relabeling": {"login": "Title id", "password": "Title secret key", "host": "API base URL"},
@@ -236,6 +261,8 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     "schema": {"type": "boolean", "default": False},
                 },
             },
+            handle_kinds={"email": "the user's e-mail"},
+            bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port", "login", "password"],
                 "relabeling": {"host": "Portal URL"},
@@ -263,6 +290,8 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     "TOTP secret", "Base32 seed for two-factor login (password auth only)."
                 ),
             },
+            handle_kinds={"username": "the username", "email": "the e-mail (servers 8.4 and later)"},
+            bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
                 "relabeling": {

@@ -1,10 +1,12 @@
 """Onboard one person across platforms, in sequence, from the Airflow UI's trigger form.
 
-Per platform the form has ``<platform>_user`` (empty = skip) and ``<platform>_group`` (empty = the
-Variable ``invites_<platform>_group``); plus ``platforms`` (which to run), ``message`` and ``dry_run``.
-With ``wait_for_acceptance``, a deferrable sensor per platform then waits (in the triggerer, polling
-every ``acceptance_poll_seconds``) until the person has accepted the invitation.
-The ``report`` task shows every platform's outcome and fails the run if any platform failed.
+The person: an ``email`` (used on the platforms that find people by e-mail) and per platform
+``<platform>_user``, an id or a handle (``username:``, ``name:``, ``email:``; empty = the e-mail, else
+skip) and ``<platform>_group`` (empty = the Variable ``invites_<platform>_group``); plus
+``platforms`` (which to run), ``message`` and ``dry_run``. With ``wait_for_acceptance``, a
+deferrable sensor per platform then waits (in the triggerer, polling every
+``acceptance_poll_seconds``) until the person has accepted the invitation. The ``report`` task shows
+every platform's outcome and fails the run if any platform failed or nobody was given.
 """
 
 from __future__ import annotations
@@ -12,23 +14,10 @@ from __future__ import annotations
 from airflow.sdk import DAG, Param
 
 from airflow_invites.onboarding import DEFAULT_ORDER, onboarding_task_group
-from airflow_invites.params import dry_run_param, group_param, message_param, user_param
+from airflow_invites.params import dry_run_param, message_param, person_params, person_template
 from airflow_invites.platforms import PLATFORMS
 
-params: dict[str, Param] = {
-    "platforms": Param(
-        list(DEFAULT_ORDER),
-        type="array",
-        items={"type": "string", "enum": list(PLATFORMS)},
-        uniqueItems=True,
-        title="Platforms",
-        description="Which platforms to invite on (they run in the DAG's order).",
-        section="Invitee",
-    ),
-}
-for name, spec in PLATFORMS.items():
-    params[f"{name}_user"] = user_param(spec)
-    params[f"{name}_group"] = group_param(spec)
+params: dict[str, Param] = person_params("invite")
 params["message"] = message_param()
 params["dry_run"] = dry_run_param()
 params["wait_for_acceptance"] = Param(
@@ -58,10 +47,7 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     onboarding_task_group(
-        users={
-            name: f"{{{{ params.{name}_user if '{name}' in params.platforms and params.{name}_user else '' }}}}"
-            for name in PLATFORMS
-        },
+        users={name: person_template(spec) for name, spec in PLATFORMS.items()},
         platforms=list(DEFAULT_ORDER),
         message="{{ params.message or '' }}",
         dry_run="{{ params.dry_run }}",

@@ -1,45 +1,49 @@
-"""Onboard everyone listed in a CSV file (or a SQL query), every hour, safely re-runnable.
+"""Keep every group matching the company's roster (a CSV file or a SQL query), every hour.
 
-Source: a CSV file (param ``people_file``; default: the Variable ``invites_people_file``) and/or
-the rows of ``sql`` run on the Airflow SQL connection ``sql_conn_id``. One row per person, one column
-per platform (``rocketchat``, ``vrchat``, ``bungie``, ``playfab``, ``bitrix24``) holding the person's
-id there; blank = skip. An optional ``<platform>_group`` column overrides the group for that row.
-Other columns (``name``, ``email``...) are carried into the report.
+Source: a CSV file (param ``people_file``; default: the Variable ``invites_people_file``) and/or the
+rows of ``sql`` run read-only on the SQL connection ``sql_conn_id``. A file or connection named in
+the trigger form must be allowed by the deployment (``[invites] people_folders``,
+``[invites] sql_conn_ids``). One row per person, one column per platform (``rocketchat``,
+``vrchat``, ``bungie``, ``playfab``, ``bitrix24``) holding the person's id or handle there (e.g.
+``email:ann@example.com``); blank = not on that platform. An optional ``<platform>_group`` column
+overrides the group for that row. Other columns (``name``, ``email``...) are carried into the report.
 
-Per platform, one mapped task ``invite_<platform>`` (one map index per group, in pool
-``invites_<platform>``) invites all of that group's people in bulk: one look-up per group, then
-invites only those who are neither members nor invited. A second run over the same people invites
-nobody. The group is the param ``<platform>_group``, else the Variable ``invites_<platform>_group``.
+Per platform, one mapped task ``sync_<platform>`` (one map index per group, in pool
+``invites_<platform>``): ``mode`` ``additive`` (default) invites whoever is missing;
+``authoritative`` also removes members and withdraws invitations of people not on the roster, except
+the group's owner, the connection's own account and the ``keep`` list; and when a group would lose
+more than ``max_removals`` people (an empty or truncated roster looks like that), nobody there is
+touched and the task fails naming them. A dry run reports the drift (to add, to remove, protected).
 
-The ``report`` task logs counts per platform and status, who failed and why, and the look-ups and
-requests per group; it fails the run if anyone failed.
+The ``report`` task logs counts per platform and status, the drift, who failed and why, and the
+look-ups and requests per group; it fails the run if anyone failed or a task died.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, Param, TriggerRule
+from airflow.sdk import DAG, Param
 
-from airflow_invites.bulk import BulkReportOperator, LoadPeopleOperator, PlanInvitesOperator
-from airflow_invites.onboarding import BulkInviteOperator
+from airflow_invites.bulk import roster_sync_tasks
 from airflow_invites.params import dry_run_param, group_param, message_param
 from airflow_invites.platforms import PLATFORMS
-from airflow_invites.pools import pool_name
 
 params: dict[str, Param] = {
     "people_file": Param(
         None,
         type=["null", "string"],
         title="People CSV file",
-        description="Path of the CSV file on the workers. Empty: the Variable invites_people_file.",
+        description="Path of the CSV file on the workers, in a folder the deployment allows "
+        "([invites] people_folders). Empty: the Variable invites_people_file.",
         section="Source",
     ),
     "sql_conn_id": Param(
         None,
         type=["null", "string"],
         title="SQL connection",
-        description="Optional: an Airflow SQL connection (Postgres, MySQL, SQLite...) to read people from.",
+        description="Optional: a SQL connection the deployment allows ([invites] sql_conn_ids); "
+        "the query runs read-only.",
         section="Source",
     ),
     "sql": Param(
@@ -50,11 +54,36 @@ params: dict[str, Param] = {
         description="Optional: a query returning the same columns as the CSV file.",
         section="Source",
     ),
+    "mode": Param(
+        "additive",
+        type="string",
+        enum=["additive", "authoritative"],
+        title="Mode",
+        description="additive: invite the missing. authoritative: also remove whoever is not on the roster.",
+        section="Sync",
+    ),
+    "keep": Param(
+        {},
+        type="object",
+        title="Never remove",
+        description='Platform -> ids or handles never removed, e.g. {"rocketchat": ["username:ceo"]}; '
+        '"*" applies to every platform.',
+        section="Sync",
+    ),
+    "max_removals": Param(
+        10,
+        type="integer",
+        minimum=0,
+        title="Max removals per group",
+        description="Above this many removals in one group, nobody there is removed and the run fails "
+        "naming who would have gone.",
+        section="Sync",
+    ),
 }
 for _name, _spec in PLATFORMS.items():
     params[f"{_name}_group"] = group_param(_spec, section="Groups")
 params["message"] = message_param()
-params["dry_run"] = dry_run_param()
+params["dry_run"] = dry_run_param("Look up and report the drift; change nothing.")
 
 
 with DAG(
@@ -68,16 +97,4 @@ with DAG(
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
 ) as dag:
-    load = LoadPeopleOperator(task_id="load_people")
-    summary = BulkReportOperator(task_id="report", source=load.output, trigger_rule=TriggerRule.ALL_DONE)
-    for _platform in PLATFORMS:
-        plan = PlanInvitesOperator(task_id=f"plan_{_platform}", platform=_platform, source=load.output)
-        invite = BulkInviteOperator.partial(
-            task_id=f"invite_{_platform}",
-            platform=_platform,
-            pool=pool_name(_platform),
-            message="{{ params.message or '' }}",
-            dry_run="{{ params.dry_run }}",
-            map_index_template="{{ task.group }}",
-        ).expand_kwargs(plan.output)
-        invite >> summary
+    roster_sync_tasks()

@@ -65,16 +65,24 @@ class SandboxServer(SandboxClient):
 
     def lose_next_invite_reply(self, hook: Any, platform: str) -> None:
         """The hook's next ``send_invites`` is applied by the sandbox, but its reply is lost."""
-        send = hook.send_invites
+        self.lose_next_write_reply(hook, platform, "send_invites")
 
-        def send_and_lose_reply(group: str, users: Any, request: Any) -> Any:
+    def lose_next_write_reply(self, hook: Any, platform: str, method: str) -> None:
+        """The hook's next ``method`` call (a write) is applied by the sandbox, but its reply is lost."""
+        write = getattr(hook, method)
+        done: list[bool] = []
+
+        def write_and_lose_reply(*args: Any) -> Any:
+            if done:
+                return write(*args)
+            done.append(True)
             self.faults(platform, rate=1.0, kinds=["lost_response"])
             try:
-                return send(group, users, request)
+                return write(*args)
             finally:
                 self.clear_faults()
 
-        hook.send_invites = send_and_lose_reply
+        setattr(hook, method, write_and_lose_reply)
 
     @staticmethod
     def after_first_invite(hook: Any, action: Any) -> None:

@@ -56,6 +56,12 @@ def states(run: Any) -> dict[tuple[str, int], str]:
     return {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
 
 
+@pytest.fixture(autouse=True)
+def people_folder_allowed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The deployment allows the test's folder for people files named in the trigger form."""
+    monkeypatch.setenv("AIRFLOW__INVITES__PEOPLE_FOLDERS", str(tmp_path))
+
+
 def write_people(path: Path, rows: list[dict[str, str]]) -> Path:
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with path.open("w", newline="") as handle:
@@ -95,7 +101,7 @@ def test_scheduled_onboarding_invites_200_people_then_nobody(sandbox, airflow_db
     log = capsys.readouterr().out
     assert f"rocketchat group {group}: 1 look-up(s) for 200 people" in log
     assert f"| rocketchat | {group} | 200 | 1 | {first_requests} |" in log
-    assert xcom(first, "invite_rocketchat", "_link_GroupLink", map_index=0).endswith(f"/group/{group}")
+    assert xcom(first, "sync_rocketchat", "_link_GroupLink", map_index=0).endswith(f"/group/{group}")
 
     second = dag.test(run_conf=conf)
     assert second.state == "success"
@@ -129,8 +135,8 @@ def test_a_platform_refusing_the_group_does_not_stop_the_others(sandbox, airflow
     )
     assert run.state == "failed"
     by_task = states(run)
-    assert by_task[("invite_rocketchat", 0)] == "failed"
-    assert by_task[("invite_playfab", 0)] == "success"
+    assert by_task[("sync_rocketchat", 0)] == "failed"
+    assert by_task[("sync_playfab", 0)] == "success"
     assert by_task[("report", -1)] == "failed"
     assert {row["user"] for row in sandbox.invites("playfab") if row["applied"]} == set(pf_users)
     assert sandbox.invites("rocketchat") == []
@@ -157,7 +163,7 @@ def test_one_map_index_per_group_and_duplicates_invited_once(sandbox, airflow_db
     )
     assert run.state == "failed"  # Bob's group does not exist
     by_task = states(run)
-    assert (by_task[("invite_rocketchat", 0)], by_task[("invite_rocketchat", 1)]) == ("success", "failed")
+    assert (by_task[("sync_rocketchat", 0)], by_task[("sync_rocketchat", 1)]) == ("success", "failed")
     assert [(row["user"], row["applied"]) for row in sandbox.invites("rocketchat")] == [(first, 1)]
     log = capsys.readouterr().out
     assert "| rocketchat | 1 | 0 | 0 | 0 | 0 | 1 |" in log

@@ -183,6 +183,14 @@ class MembershipAdapter(ABC):
         """
         raise NotImplementedError(f"{self.platform} resolves no handles")
 
+    def list_group(self, group: str) -> Mapping[str, UserState]:
+        """Everyone with a relation to ``group``: members (with ``protected`` set) and pending invitations.
+
+        What an authoritative roster sync compares the roster with. Platforms list their members
+        with the same calls their look-up uses.
+        """
+        raise NotImplementedError(f"{self.platform} cannot list a group's members yet")
+
     @abstractmethod
     def lookup(self, group: str, users: Sequence[str]) -> Mapping[str, UserState]:
         """Current state of ``users`` in ``group``; a person missing from the result is ABSENT.

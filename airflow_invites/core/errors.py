@@ -92,7 +92,8 @@ class TransientPlatformError(AirflowException):
 
     ``maybe_applied`` is True when a write may have taken effect although we got no usable reply
     (timeout after sending, dropped connection, 5xx): such a write is never blindly re-sent; the
-    algorithm looks the state up again first.
+    algorithm looks the state up again first. ``throttled`` is True when the platform asked us to
+    slow down (client-side pacing learns from it).
     """
 
     def __init__(
@@ -102,8 +103,10 @@ class TransientPlatformError(AirflowException):
         retry_after: float | None = None,
         maybe_applied: bool = False,
         code: str | None = None,
+        throttled: bool = False,
     ) -> None:
         self.retry_after = retry_after
         self.maybe_applied = maybe_applied
         self.code = code
+        self.throttled = throttled or (retry_after is not None and not maybe_applied)
         super().__init__(message)

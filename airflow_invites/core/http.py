@@ -33,6 +33,7 @@ from airflow_invites.core.errors import (
     PlatformAuthError,
     TransientPlatformError,
 )
+from airflow_invites.core.pacing import RateLimiter
 from airflow_invites.core.phases import PHASE
 from airflow_invites.core.replies import json_body, retry_after_seconds
 from airflow_invites.core.secrets import SecretScrubber
@@ -75,30 +76,6 @@ class RetryPolicy:
 
 class LongWait(TransientPlatformError):
     """The platform asked for a wait longer than ``RetryPolicy.defer_after``: wait outside the worker."""
-
-
-class RateLimiter:
-    """Token bucket: ``rate`` requests per second with bursts of ``burst``. Thread-safe."""
-
-    def __init__(self, rate: float, burst: int = 1, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.rate = rate
-        self.burst = max(1, burst)
-        self._tokens = float(self.burst)
-        self._last = time.monotonic()
-        self._lock = threading.Lock()
-        self._sleep = sleep
-
-    def acquire(self) -> None:
-        if self.rate <= 0:
-            return
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            self._tokens -= 1
-            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
-        if wait > 0:
-            self._sleep(wait)
 
 
 def _not_sent(exc: requests.RequestException) -> bool:
@@ -315,10 +292,15 @@ class HttpClient:
                 "Check the connection's host."
             )
         try:
-            return check(response)
+            value = check(response)
         except (PersonRefused, PermanentPlatformError, PlatformAuthError, TransientPlatformError) as exc:
             exc.args = (self.scrubber.scrub(str(exc)),)  # a platform may echo what we sent
+            if self.rate_limiter is not None:
+                self.rate_limiter.record(throttled=isinstance(exc, TransientPlatformError) and exc.throttled)
             raise
+        if self.rate_limiter is not None:
+            self.rate_limiter.record(throttled=False)
+        return value
 
     def _read_body(self, response: requests.Response, method: str, url: str, write: bool) -> None:
         """Read the body into ``response`` (as without streaming), refusing one over the cap."""

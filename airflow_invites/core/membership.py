@@ -99,7 +99,8 @@ class Person:
 class RunStats:
     """What one run of the algorithm cost, for reports."""
 
-    lookups: int = 0  # look-up rounds (one per batch, plus re-checks)
+    lookups: int = 0  # look-ups (one per batch, plus the re-checks)
+    rechecks: int = 0  # look-ups after writes the platform did not confirm
     handles: int = 0  # distinct handles resolved
     rounds: int = 0  # write rounds (1 when every write was confirmed at once)
 
@@ -232,6 +233,35 @@ def remove_people(
     )
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """People checked and their handles resolved: what the algorithm acts on."""
+
+    group: str
+    people: list[Person]
+    #: person text -> (the id, or None and the failure that stops them)
+    resolved: dict[str, tuple[str | None, PersonResult | None]]
+    request: InviteRequest
+
+    @property
+    def ids(self) -> list[str]:
+        """The distinct ids to act on, in the order given."""
+        return list(dict.fromkeys(u for u, _ in self.resolved.values() if u is not None))
+
+
+def prepare(
+    adapter: MembershipAdapter,
+    group: object,
+    users: object,
+    *,
+    request: InviteRequest | None = None,
+    stats: RunStats | None = None,
+) -> Prepared:
+    """Validate every input (before any request), then resolve each distinct handle once."""
+    group_id, people, req = validate(adapter, group, users, request)
+    return Prepared(group_id, people, _resolve(adapter, people, stats or RunStats()), req)
+
+
 def apply_state(
     adapter: MembershipAdapter,
     state: State,
@@ -245,35 +275,27 @@ def apply_state(
 ) -> list[InviteOutcome]:
     """Bring each person of ``users`` to ``state`` in ``group``; one outcome per person, in order."""
     stats = stats if stats is not None else RunStats()
-    group_id, people, req = validate(adapter, group, users, request)
+    prepared = prepare(adapter, group, users, request=request, stats=stats)
+    return apply_prepared(adapter, state, prepared, dry_run=dry_run, max_removals=max_removals, stats=stats)
 
-    resolved = _resolve(adapter, people, stats)
 
-    def outcomes(results: Mapping[str, PersonResult]) -> list[InviteOutcome]:
-        made = []
-        for person in people:
-            user, unresolved = resolved[person.text]
-            result = unresolved or results[user or ""]
-            handle = person.text if person.handle is not None else None
-            made.append(
-                InviteOutcome(
-                    adapter.platform,
-                    group_id,
-                    user or person.text,
-                    result.status,
-                    result.detail,
-                    result.code,
-                    handle,
-                )
-            )
-        return made
-
-    ids = list(dict.fromkeys(u for u, _ in resolved.values() if u is not None))
+def apply_prepared(
+    adapter: MembershipAdapter,
+    state: State,
+    prepared: Prepared,
+    *,
+    dry_run: bool = False,
+    max_removals: int | None = None,
+    stats: RunStats | None = None,
+) -> list[InviteOutcome]:
+    """``apply_state`` for people already prepared: look up, decide, act, confirm."""
+    stats = stats if stats is not None else RunStats()
+    group_id, ids = prepared.group, prepared.ids
     try:
         current = _lookup(adapter, group_id, ids, stats) if ids else {}
     except (PermanentPlatformError, PlatformAuthError) as exc:
         failed = PersonResult(Status.FAILED, str(exc), exc.code)
-        return outcomes(dict.fromkeys(ids, failed))
+        return outcomes_of(adapter, prepared, dict.fromkeys(ids, failed))
     results: dict[str, PersonResult] = {}
     writes: dict[str, Write] = {}
     for user in ids:
@@ -287,8 +309,31 @@ def apply_state(
     if dry_run:
         results.update((u, _dry_run(w)) for u, w in writes.items())
     elif writes:
-        results.update(_act(adapter, state, group_id, writes, req, stats))
-    return outcomes(results)
+        results.update(_act(adapter, state, group_id, writes, prepared.request, stats))
+    return outcomes_of(adapter, prepared, results)
+
+
+def outcomes_of(
+    adapter: MembershipAdapter, prepared: Prepared, results: Mapping[str, PersonResult]
+) -> list[InviteOutcome]:
+    """One outcome per person given, in order: the result of their id, or why it was not found."""
+    made = []
+    for person in prepared.people:
+        user, unresolved = prepared.resolved[person.text]
+        result = unresolved or results[user or ""]
+        handle = person.text if person.handle is not None else None
+        made.append(
+            InviteOutcome(
+                adapter.platform,
+                prepared.group,
+                user or person.text,
+                result.status,
+                result.detail,
+                result.code,
+                handle,
+            )
+        )
+    return made
 
 
 def decide(state: State, current: UserState) -> PersonResult | Write:
@@ -419,6 +464,7 @@ def _act(
                 results[user] = result
         if not unconfirmed:
             return results
+        stats.rechecks += 1
         now = _lookup(adapter, group, list(unconfirmed), stats)
         pending = {}
         for user, why in unconfirmed.items():
@@ -573,9 +619,11 @@ def _chunks(items: Sequence[T], size: int) -> Iterable[list[T]]:
 __all__ = [
     "MassRemovalRefused",
     "Person",
+    "Prepared",
     "RunStats",
     "State",
     "Write",
+    "apply_prepared",
     "apply_state",
     "as_user_list",
     "decide",
@@ -583,6 +631,7 @@ __all__ = [
     "parse_bool",
     "parse_people",
     "parse_person",
+    "prepare",
     "remove_people",
     "validate",
 ]

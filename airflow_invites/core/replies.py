@@ -201,7 +201,7 @@ class ErrorTable:
         meaning = rule.meaning
         if meaning is Meaning.THROTTLE:
             wait = reply.retry_after if reply.retry_after is not None else rule.wait or self.throttle_wait
-            return TransientPlatformError(text, retry_after=wait, code=code)
+            return TransientPlatformError(text, retry_after=wait, code=code, throttled=True)
         if meaning is Meaning.TRANSIENT:
             return TransientPlatformError(text, maybe_applied=write and rule.applied, code=code)
         if meaning is Meaning.EXPIRED:

@@ -3,6 +3,7 @@ platform's error table, counters, and Airflow's test button."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping
 from functools import cached_property
@@ -12,13 +13,15 @@ from urllib.parse import urlsplit
 import requests
 from airflow.sdk import BaseHook
 
-from airflow_invites.core.adapter import MembershipAdapter
+from airflow_invites.core.adapter import Handle, MembershipAdapter
 from airflow_invites.core.errors import InviteInputError
 from airflow_invites.core.http import DEFAULT_TIMEOUT, Check, HttpClient, RateLimiter, RetryPolicy
 from airflow_invites.core.membership import parse_bool
+from airflow_invites.core.pacing import LEARNED_RATE, AdaptivePacer, shared_pacer
 from airflow_invites.core.replies import ErrorTable, Reply, read_reply
 from airflow_invites.core.runtime_store import RuntimeStore
 from airflow_invites.core.secrets import SecretScrubber
+from airflow_invites.platforms import PLATFORMS
 
 T = TypeVar("T")
 
@@ -37,10 +40,30 @@ class InvitesHook(BaseHook, MembershipAdapter):
     default_host: ClassVar[str] = ""
     #: extras whose values are secrets (the password is always one)
     secret_extras: ClassVar[tuple[str, ...]] = ()
-    #: client-side pacing: (requests per second, burst), or None
+    #: client-side pacing at the platform's documented limit: (requests per second, burst), or None
     client_rate: ClassVar[tuple[float, int] | None] = None
+    #: where the platform publishes no limit: adaptive pacing from (start rate, burst), or None
+    adaptive_rate: ClassVar[tuple[float, int] | None] = None
     #: what the platform's refusals mean (``core.replies``)
     errors: ClassVar[ErrorTable]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A hook that resolves handles takes the kinds its registry entry lists (the one source)."""
+        super().__init_subclass__(**kwargs)
+        spec = PLATFORMS.get(str(getattr(cls, "platform", "")))
+        if (
+            spec is not None
+            and "handle_kinds" not in cls.__dict__
+            and cls.resolve is not MembershipAdapter.resolve
+        ):
+            cls.handle_kinds = dict(spec.handle_kinds)
+
+    def bare_handle(self, text: str) -> Handle | None:
+        """A handle given without ``kind:``, where the registry says it is unambiguous (an e-mail, Name#1234)."""
+        pattern = PLATFORMS[self.platform].bare_handle_pattern
+        if not self.handle_kinds or not pattern or not re.fullmatch(pattern, text):
+            return None
+        return Handle("email" if "email" in self.handle_kinds else next(iter(self.handle_kinds)), text)
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         named = kwargs.pop(self.conn_name_attr, None)
@@ -119,11 +142,28 @@ class InvitesHook(BaseHook, MembershipAdapter):
         return RetryPolicy(max_attempts=int(str(attempts)))
 
     def _rate_limiter(self) -> RateLimiter | None:
-        """Client-side pacing: the platform's documented limit, or the connection's own figures."""
-        rate, burst = self.client_rate or (0.0, 1)
+        """Client-side pacing: the documented limit, the connection's own figures, or learned (adaptive)."""
+        rate, burst = self.client_rate or self.adaptive_rate or (0.0, 1)
+        explicit = self.extra("max_requests_per_second") is not None
         rate = _number(self, "max_requests_per_second", rate)
         burst = int(_number(self, "burst", burst, minimum=1))
-        return RateLimiter(rate, burst) if rate > 0 else None
+        if rate <= 0:
+            return None
+        if self.adaptive_rate is None:
+            return RateLimiter(rate, burst)
+        start = self.adaptive_rate[0]
+        learned = self.store.get(LEARNED_RATE)
+        if learned and learned.replace(".", "", 1).isdigit():
+            start = max(start, 0.9 * float(learned))
+        key = (self.platform, self.base_url(), self.conn_id)
+        return shared_pacer(key, start, burst, cap=rate if explicit else None)
+
+    def remember_pace(self) -> None:
+        """Keep the rate an adaptive pacer learned for the connection's next run."""
+        http = self.http_if_used()
+        pacer = http.rate_limiter if http else None
+        if isinstance(pacer, AdaptivePacer):
+            self.store.set(LEARNED_RATE, f"{pacer.rate:.2f}")
 
     def user_agent(self) -> str:
         return USER_AGENT

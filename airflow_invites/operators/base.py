@@ -57,6 +57,8 @@ class GroupMembershipOperator(BaseOperator):
     :param fail_on_failure: fail the task if any person's outcome is ``failed`` (outcomes are
         pushed to XCom key ``outcomes`` first, so a report task still sees them)
     :param skip_if_empty: skip the task (instead of failing on bad input) when ``users`` renders empty
+    :param check_trigger_conf: first fail on a trigger-conf key the DAG declares no param for (a typo
+        such as ``rocketchat_usr`` would otherwise skip the platform silently)
     """
 
     #: the platform's name in ``airflow_invites.platforms.PLATFORMS``
@@ -80,6 +82,7 @@ class GroupMembershipOperator(BaseOperator):
         max_removals: int | None = None,
         fail_on_failure: bool = True,
         skip_if_empty: bool = False,
+        check_trigger_conf: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -100,6 +103,7 @@ class GroupMembershipOperator(BaseOperator):
         self.max_removals = max_removals
         self.fail_on_failure = fail_on_failure
         self.skip_if_empty = skip_if_empty
+        self.check_trigger_conf = check_trigger_conf
         self.group_url: str | None = None
 
     def get_hook(self) -> InvitesHook:
@@ -108,6 +112,34 @@ class GroupMembershipOperator(BaseOperator):
     def invite_request(self) -> InviteRequest:
         """The platform options of an invite; subclasses add theirs to ``extra``."""
         return InviteRequest(message=self.message or None)
+
+    def apply(self, hook: InvitesHook, stats: RunStats, context: Any) -> list[InviteOutcome]:
+        """Run the algorithm for this task's people; subclasses change what is applied."""
+        self.check_group()
+        state = self._state()
+        return apply_state(
+            hook,
+            state,
+            self.group,
+            self.users,
+            request=self.invite_request() if state is State.PRESENT else None,
+            dry_run=parse_bool(self.dry_run_mode, "dry_run"),
+            max_removals=self.max_removals,
+            stats=stats,
+        )
+
+    def check_group(self) -> None:
+        """An empty group says where a group comes from, instead of only that it is missing."""
+        if str(self.group or "").strip() in ("", "None"):
+            from airflow_invites.core.errors import InviteInputError
+
+            spec = PLATFORMS[self.platform]
+            raise InviteInputError(
+                "group",
+                f"{spec.group_description.rstrip('.')}; it is empty: set the DAG param {self.platform}_group "
+                f"or the Variable invites_{self.platform}_group",
+                show_value=False,
+            )
 
     def _state(self) -> State:
         try:
@@ -118,27 +150,21 @@ class GroupMembershipOperator(BaseOperator):
             raise InviteInputError("state", "'present' or 'absent'", self.state) from None
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
+        if self.check_trigger_conf:
+            from airflow_invites.params import check_conf
+
+            check_conf(context)
         if self.skip_if_empty and self.users in (None, "", [], "None"):
             raise AirflowSkipException("no person given for this platform")
         hook = self.get_hook()
         stats = RunStats()
         try:
-            state = self._state()
-            outcomes = apply_state(
-                hook,
-                state,
-                self.group,
-                self.users,
-                request=self.invite_request() if state is State.PRESENT else None,
-                dry_run=parse_bool(self.dry_run_mode, "dry_run"),
-                max_removals=self.max_removals,
-                stats=stats,
-            )
+            outcomes = self.apply(hook, stats, context)
         except BaseException as exc:  # a timeout (BaseException) too: the report learns why
             failure = InviteOutcome(
                 hook.platform,
                 str(self.group),
-                str(self.users),
+                "",  # the task as a whole, not one person
                 Status.FAILED,
                 hook.scrubber.scrub(str(exc)) or type(exc).__name__,
                 type(exc).__name__,
@@ -147,6 +173,7 @@ class GroupMembershipOperator(BaseOperator):
             self.push_stats(context, hook, stats)
             raise
         self.report(hook, outcomes, stats)
+        hook.remember_pace()
         data = [o.to_dict() for o in outcomes]
         context["ti"].xcom_push(key=OUTCOMES_KEY, value=data)
         self.push_stats(context, hook, stats, people=len(outcomes))

@@ -229,7 +229,9 @@ class SandboxPlatform(ABC):
         return [{"id": user, "handles": {}} for user in self.add_people(count, group)]
 
     def members(self, group: str) -> dict[str, list[str]]:
-        """``{"members": [ids], "invited": [ids]}`` of ``group`` (``KeyError`` if unknown)."""
+        """``{"members": [ids], "invited": [ids], "protected": [ids]}`` of ``group`` (``KeyError`` if
+        unknown): ids as the hook takes them; ``protected`` are the members the platform or we never
+        remove (the owner, the connection's own account)."""
         raise NotImplementedError(f"{self.name}: members")
 
     @abstractmethod
