@@ -91,7 +91,6 @@ class Bitrix24Hook(InvitesHook):
     invite_batch_size = cancel_batch_size = remove_batch_size = WRITE_BATCH
     resolve_batch_size = BATCH_MAX  # one user.get per address, 50 to a batch request
     can_cancel_invites = can_remove_members = True
-    handle_kinds = {"email": "the e-mail address of the person's Bitrix24 account"}
     client_rate = (1.9, 45)  # just under the portal's leaky bucket (2 requests/s, bursts of 50)
     unconfirmed_detail = (  # Bitrix24 gives no reason; these are all it may be
         "Bitrix24 skipped this invitation: the group lets the owner only, or the owner and moderators "
@@ -108,8 +107,6 @@ class Bitrix24Hook(InvitesHook):
     @cached_property
     def settings(self) -> Settings:
         where = f"connection {self.conn_id}"
-        if not (self.connection.host or "").strip():
-            raise InviteInputError(f"{where}: host", "the portal URL, e.g. https://yourcompany.bitrix24.com")
         allow_http = self.extra_flag("allow_http", False)
         parts = _https(super().base_url(), f"{where}: host", allow_http)  # port, no user:password@
         path, url_uid, url_code = parts.path, "", ""
@@ -177,11 +174,10 @@ class Bitrix24Hook(InvitesHook):
 
     def _grant(self, refresh_token: str) -> credentials.OAuthGrant:
         """One refresh-token grant at the OAuth server (``write``: a lost reply may have spent it)."""
-        table = credentials.oauth_errors(self.platform)
 
         def check(response: requests.Response) -> credentials.OAuthGrant:
             reply = replies.read_reply(response, self.platform, credentials.oauth_envelope, write=True)
-            body = table.interpret(reply, write=True)
+            body = credentials.oauth_errors(self.platform).interpret(reply, write=True)
             access, refresh = (str(body.get(k) or "") for k in ("access_token", "refresh_token"))
             if not self.remember_secret(access) or not self.remember_secret(refresh):
                 raise PlatformAuthError("bitrix24: the OAuth server answered without a pair of tokens")
@@ -214,7 +210,6 @@ class Bitrix24Hook(InvitesHook):
         return replies.Reply(status, True, body["result"])
 
     def call_method(self, method: str, params: Mapping[str, Any] | None = None, write: bool = False) -> Any:
-        """One REST method with a JSON body (arrays stay arrays); returns its ``result``."""
         return self.call("POST", f"{self.settings.root}/{method}.json", json=dict(params or {}), write=write)
 
     def batch(self, commands: Mapping[str, str]) -> dict[str, Any]:
@@ -254,8 +249,12 @@ class Bitrix24Hook(InvitesHook):
             raise InviteInputError("message", f"text of at most {MESSAGE_MAX} characters", message)
         return InviteRequest(message=message.strip() or None if message else None)
 
+    def list_group(self, group: str) -> Mapping[str, UserState]:
+        return self.lookup(group, [])
+
     def lookup(self, group: str, users: Sequence[str]) -> Mapping[str, UserState]:
-        """One ``batch``: the group's relations (``socialnetwork.api.workgroup.get``) and ``user.get``."""
+        """One ``batch``: the group's relations (``socialnetwork.api.workgroup.get``) and ``user.get``;
+        with no ``users``, everyone with a relation (``list_group``)."""
         commands = {"group": "socialnetwork.api.workgroup.get?" + _php_query({"params": {"groupId": group}})}
         for start in range(0, len(users), BATCH_MAX):
             page = [int(u) for u in users[start : start + BATCH_MAX]]
@@ -263,13 +262,14 @@ class Bitrix24Hook(InvitesHook):
         results = self.batch(commands)
         info = results.pop("group")
         owner, scrum = _int(info.get("OWNER_ID")), _int(info.get("SCRUM_MASTER_ID"))
+        listed = [*_ints(info.get("MEMBERS")), *_ints(info.get("INVITED_MEMBERS"))]  # relation order
         members, invited = set(_ints(info.get("MEMBERS"))), set(_ints(info.get("INVITED_MEMBERS")))
         moderators = set(_ints(info.get("MODERATOR_MEMBERS")))
         people = {_int(row.get("ID")): row for rows in results.values() for row in _rows(rows)}
         protected = {owner: "the group's owner", scrum: "the group's scrum master"}
         protected[self._caller_id or 0] = "the connection's own user"
         states: dict[str, UserState] = {}
-        for user in users:
+        for user in users or [str(u) for u in listed]:
             uid, person = int(user), people.get(int(user))
             relation = Presence.MEMBER if uid in members else Presence.INVITED if uid in invited else None
             if person is not None and person.get("ACTIVE") in (False, "N", "0", 0):  # can be removed only

@@ -415,9 +415,13 @@ class Bitrix24Sandbox(SandboxPlatform):
         return [{"id": str(u), "handles": {"email": self.users[u]["EMAIL"]}} for u in made]
 
     def members(self, group: str) -> dict[str, list[str]]:
+        """Relations by role; ``protected``: the owner and scrum master (never removed) and the admin
+        the sandbox's connection acts as."""
         found = self.groups[php_int(group)]
         ids = {role: [str(u) for u, r in found.relations() if r.role in role] for role in ("AEK", "Z")}
-        return {"members": ids["AEK"], "invited": ids["Z"]}
+        keep = {found.owner_id, found.scrum_master_id, self.admin}
+        protected = [str(u) for u, r in found.relations() if r.role in MEMBER_ROLES and u in keep]
+        return {"members": ids["AEK"], "invited": ids["Z"], "protected": protected}
 
     def accept(self, group: str, user: str) -> bool:
         found = self.groups.get(php_int(group))
