@@ -266,8 +266,8 @@ class Bitrix24Hook(InvitesHook):
         members, invited = set(_ints(info.get("MEMBERS"))), set(_ints(info.get("INVITED_MEMBERS")))
         moderators = set(_ints(info.get("MODERATOR_MEMBERS")))
         people = {_int(row.get("ID")): row for rows in results.values() for row in _rows(rows)}
-        protected = {owner: "the group's owner", scrum: "the group's scrum master"}
-        protected[self._caller_id or 0] = "the connection's own user"
+        protected = {self._caller_id or 0: "the connection's own user", scrum: "the group's scrum master"}
+        protected[owner] = "the group's owner"
         states: dict[str, UserState] = {}
         for user in users or [str(u) for u in listed]:
             uid, person = int(user), people.get(int(user))

@@ -160,6 +160,8 @@ def upper_keys(value: Any) -> dict[str, Any]:
 
 def sql_like(pattern: str, value: str) -> bool:
     """MySQL ``UPPER(field) LIKE UPPER(pattern)``: ``%`` any run, ``_`` one character."""
+    if "%" not in pattern and "_" not in pattern:
+        return pattern.casefold() == value.casefold()
     regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
     return re.fullmatch(regex, value, re.IGNORECASE | re.DOTALL) is not None
 
