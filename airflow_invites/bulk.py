@@ -339,7 +339,7 @@ class RosterSyncOperator(GroupMembershipOperator):
     def apply(self, hook: Any, stats: Any, context: Any) -> list[Any]:
         from airflow_invites.core.membership import parse_bool
 
-        self.check_group()
+        self.check_group(hook)
         from airflow_invites.core.roster import parse_max_removals, parse_mode, sync_roster
 
         outcomes, drift = sync_roster(

@@ -143,7 +143,8 @@ PLATFORMS: dict[str, PlatformSpec] = {
             operator="airflow_invites.operators.bungie.BungieClanInviteOperator",
             remove_operator="airflow_invites.operators.bungie.BungieClanRemoveOperator",
             user_description="Destiny membership as <membershipType>:<membershipId>, e.g. 3:4611686018467284386 "
-            "(type by number or name: TigerXbox=1, TigerPsn=2, TigerSteam=3, TigerEgs=6).",
+            "(type by number or name: TigerXbox=1, TigerPsn=2, TigerSteam=3, TigerEgs=6), or a Bungie Name: "
+            "name:Guardian#0042 (its cross-save primary membership).",
             user_pattern=r"^\s*([A-Za-z]+|[0-9]{1,3})\s*:\s*[1-9][0-9]{0,18}\s*$",
             group_description="Clan (group) id, digits only, e.g. 4107840.",
             group_pattern=r"^[1-9][0-9]{0,18}$",
@@ -216,7 +217,10 @@ PLATFORMS: dict[str, PlatformSpec] = {
             group_description="Group entity id (16 upper-case hex).",
             group_pattern=r"^[0-9A-F]{16}$",
             conn_fields={},
-            handle_kinds={"email": "the account's e-mail", "username": "the account's username"},
+            handle_kinds={
+                "email": "the e-mail of the player's PlayFab account",
+                "username": "the account's PlayFab username (3-20 letters and digits)",
+            },
             bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],

@@ -1,7 +1,9 @@
-"""make bench: requests per person, wall time against a baseline, rate limits, parse cost, scale.
+"""make bench: our hooks beside each platform's official client, hidden ceilings, requests per
+person, rate limits, parse cost, scale.
 
-Runs the sandbox as its own process with 20 ms latency per request and prints Markdown tables;
-writes benchmarks/results/latest.json, docs/performance.md and docs/images/scale.svg.
+Runs the sandbox as its own process (one per platform for the peer comparison) with 20 ms latency
+per request and prints Markdown tables; writes benchmarks/results/latest.json, docs/performance.md,
+docs/images/peers.svg and docs/images/scale.svg.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".airflow-bench"))
 
 from airflow_invites.platforms import PLATFORMS as REGISTRY  # noqa: E402
 from benchmarks import parse_cost, report  # noqa: E402
-from benchmarks.baselines import BASELINES  # noqa: E402
+from benchmarks.peers import compare  # noqa: E402
 from benchmarks.sandbox_process import SandboxProcess  # noqa: E402
 
 LATENCY_MS = 20
@@ -78,9 +80,7 @@ class XComSink:
 
 
 def set_connection(sandbox: SandboxProcess, platform: str, **extra: Any) -> None:
-    conn = dict(sandbox.env()[platform]["connection"])
-    conn["extra"] = {**conn.get("extra", {}), "timeout": 30, **extra}
-    os.environ[f"AIRFLOW_CONN_{platform.upper()}_DEFAULT"] = json.dumps(conn)
+    sandbox.set_connection(platform, f"{platform}_default", **extra)
 
 
 def run_operator(sandbox: SandboxProcess, platform: str, group: str, people: list[str]) -> dict[str, Any]:
@@ -103,54 +103,30 @@ def run_operator(sandbox: SandboxProcess, platform: str, group: str, people: lis
     return {"wall_s": wall, "requests": requests, "done": done, "failure": failure}
 
 
-def run_baseline(sandbox: SandboxProcess, platform: str, group: str, people: list[str]) -> dict[str, Any]:
-
-    hook = REGISTRY[platform].hook_for()
-    hook.auth_headers()  # authentication is not what is measured
-    before = sandbox.request_count(platform)
-    started = time.perf_counter()
-    BASELINES[platform](hook, group, people)
-    wall = time.perf_counter() - started
-    return {"wall_s": wall, "requests": sandbox.request_count(platform) - before}
-
-
 def bench_bulk(sandbox: SandboxProcess, platforms: list[str], people: int) -> list[dict[str, Any]]:
-    """1,000 new people: our operator vs the baseline; limits and client pacing off, 20 ms latency.
-
-    Ours runs platform by platform; the five baselines (each sequential inside) run side by side,
-    since each takes about a minute of round trips.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
+    """1,000 new people with our operator; limits and client pacing off, 20 ms latency."""
     sandbox.reset()
     sandbox.limits("*", 0)
     sandbox.faults("*", rate=0, latency_ms=LATENCY_MS)
-    ours = {}
+    rows = []
     for platform in platforms:
         set_connection(sandbox, platform, max_requests_per_second=0)
         group = sandbox.env()[platform]["group"]
-        ours[platform] = timed(
+        ours = timed(
             f"bulk ours {platform}",
             lambda p=platform, g=group: run_operator(sandbox, p, g, sandbox.people(p, people)),
         )
-    plans = {p: (sandbox.env()[p]["group"], sandbox.people(p, people)) for p in platforms}
-    with ThreadPoolExecutor(len(platforms)) as pool:
-        futures = {p: pool.submit(run_baseline, sandbox, p, *plans[p]) for p in platforms}
-        base = {p: timed(f"bulk baseline {p}", futures[p].result) for p in platforms}
-    return [
-        {
-            "platform": p,
-            "people": people,
-            "ours_requests_per_person": ours[p]["requests"] / people,
-            "ours_wall_s": ours[p]["wall_s"],
-            "ours_ok": ours[p]["done"],
-            "baseline_requests_per_person": base[p]["requests"] / people,
-            "baseline_wall_s": base[p]["wall_s"],
-            "wall_ratio": ours[p]["wall_s"] / base[p]["wall_s"],
-            "failure": ours[p]["failure"],
-        }
-        for p in platforms
-    ]
+        rows.append(
+            {
+                "platform": platform,
+                "people": people,
+                "ours_requests_per_person": ours["requests"] / people,
+                "ours_wall_s": ours["wall_s"],
+                "ours_ok": ours["done"],
+                "failure": ours["failure"],
+            }
+        )
+    return rows
 
 
 #: the biggest group each platform allows (Bungie clans: 100 members; PlayFab groups: 1,000)
@@ -244,12 +220,16 @@ def main() -> int:
     parser.add_argument(
         "--no-docs", action="store_true", help="print only; leave docs/performance.md as it is"
     )
+    parser.add_argument("--no-peers", action="store_true", help="leave out the official clients")
     args = parser.parse_args()
     chosen = args.platforms.split(",")
     started = time.perf_counter()
     results: dict[str, Any] = {"latency_ms": LATENCY_MS}
     with SandboxProcess() as sandbox:
         available = [p for p in PLATFORMS if p in sandbox.health()["platforms"] and p in chosen]
+    if not args.no_peers:
+        results.update(timed("peers and hidden ceilings", lambda: compare.bench_all(available, LATENCY_MS)))
+    with SandboxProcess() as sandbox:
         results["bulk"] = bench_bulk(sandbox, available, 1000)
         results["lookup"] = [
             row for p in available for row in timed(f"look-up {p}", lambda p=p: bench_lookup(sandbox, p))

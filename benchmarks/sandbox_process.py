@@ -20,12 +20,14 @@ def free_port() -> int:
 
 
 class SandboxProcess(SandboxClient):
-    """``airflow-invites sandbox`` in a subprocess; sets ``AIRFLOW_CONN_*_DEFAULT`` for this process."""
+    """``airflow-invites sandbox`` in a subprocess; sets ``AIRFLOW_CONN_*_DEFAULT`` for this process
+    unless ``default_connections`` is False (several sandboxes side by side)."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_connections: bool = True) -> None:
         self.port = free_port()
         super().__init__(f"http://127.0.0.1:{self.port}", timeout=120)
         self.process: subprocess.Popen[bytes] | None = None
+        self.default_connections = default_connections
 
     def __enter__(self) -> SandboxProcess:
         self.process = subprocess.Popen(
@@ -42,11 +44,16 @@ class SandboxProcess(SandboxClient):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the sandbox did not start") from None
                 time.sleep(0.2)
-        for platform, env in self.env().items():
-            conn = dict(env["connection"])
-            conn["extra"] = {**conn.get("extra", {}), "timeout": 30}
-            os.environ[f"AIRFLOW_CONN_{platform.upper()}_DEFAULT"] = json.dumps(conn)
+        if self.default_connections:
+            for platform in self.env():
+                self.set_connection(platform, f"{platform}_default")
         return self
+
+    def set_connection(self, platform: str, conn_id: str, **extra: object) -> None:
+        """Point Airflow connection ``conn_id`` (an environment variable) at this sandbox's ``platform``."""
+        conn = dict(self.env()[platform]["connection"])
+        conn["extra"] = {**conn.get("extra", {}), "timeout": 30, **extra}
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn)
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None

@@ -125,7 +125,7 @@ class RotatingRefreshToken:
                     raise PlatformAuthError(
                         f"{self.platform}: connection {self.store.conn_id}: the refresh token was refused "
                         f"({refused.description}): it is spent, revoked or expired. {self.reauthorise}",
-                        code=refused.description[:60] or None,
+                        code=refused.code or refused.description[:60] or None,
                     ) from None
                 token = newer
                 continue

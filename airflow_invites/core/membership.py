@@ -555,9 +555,11 @@ def _send(
     try:
         return dict(_guarded(calls[write], adapter, maybe_applied=True))
     except PersonRefused as refused:
-        if len(users) != 1:
+        # a batch refused because someone in it is not there (which one, the reply may not say):
+        # ALREADY_ABSENT is never taken on trust, so everyone in it is looked up again
+        if len(users) != 1 and refused.status is not Status.ALREADY_ABSENT:
             raise
-        return {users[0]: PersonResult(refused.status, str(refused), refused.code)}
+        return dict.fromkeys(users, PersonResult(refused.status, str(refused), refused.code))
     except TransientPlatformError as exc:
         if not exc.maybe_applied:
             raise

@@ -115,7 +115,7 @@ class GroupMembershipOperator(BaseOperator):
 
     def apply(self, hook: InvitesHook, stats: RunStats, context: Any) -> list[InviteOutcome]:
         """Run the algorithm for this task's people; subclasses change what is applied."""
-        self.check_group()
+        self.check_group(hook)
         state = self._state()
         return apply_state(
             hook,
@@ -128,18 +128,23 @@ class GroupMembershipOperator(BaseOperator):
             stats=stats,
         )
 
-    def check_group(self) -> None:
-        """An empty group says where a group comes from, instead of only that it is missing."""
-        if str(self.group or "").strip() in ("", "None"):
-            from airflow_invites.core.errors import InviteInputError
+    def check_group(self, hook: InvitesHook) -> None:
+        """An empty group says where a group comes from, not only that it is missing."""
+        if str(self.group or "").strip() not in ("", "None"):
+            return
+        from airflow_invites.core.errors import InviteInputError
 
-            spec = PLATFORMS[self.platform]
-            raise InviteInputError(
-                "group",
-                f"{spec.group_description.rstrip('.')}; it is empty: set the DAG param {self.platform}_group "
-                f"or the Variable invites_{self.platform}_group",
-                show_value=False,
-            )
+        try:
+            hook.normalize_group("")
+            expected = PLATFORMS[self.platform].group_description
+        except InviteInputError as exc:
+            expected = exc.expected
+        raise InviteInputError(
+            "group",
+            f"{expected.rstrip('.')}; it is empty: set the DAG param {self.platform}_group or the Variable "
+            f"invites_{self.platform}_group",
+            self.group,
+        )
 
     def _state(self) -> State:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import math
 import pkgutil
 import random
 from typing import Any
@@ -96,9 +97,13 @@ class FaultMiddleware:
 
         if plan.latency_ms:
             await asyncio.sleep(plan.latency_ms / 1000)
-        fault = plan.draw()
+        over_ceiling = ledger.ceiling_wait(platform.name)
+        fault = None if over_ceiling is not None else plan.draw()
         try:
-            if fault in ("throttle", "server_error"):
+            if over_ceiling is not None:
+                reply = platform.ceiling_response(Request(scope, receive), over_ceiling)
+                await reply(scope, receive, logged_send)
+            elif fault in ("throttle", "server_error"):
                 request = Request(scope, receive)
                 make = platform.throttle_response if fault == "throttle" else platform.server_error_response
                 await make(request)(scope, receive, logged_send)
@@ -191,6 +196,26 @@ async def _truncate(messages: list[Message], send: Send) -> None:
     headers.append((b"content-length", str(len(cut)).encode()))
     await send({**start, "headers": headers})
     await send({"type": "http.response.body", "body": cut})
+
+
+def _number(value: Any, field: str, expected: str) -> float:
+    """A finite number >= 0 (numeric strings as before), or 422 naming the field."""
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not 0 <= number < math.inf:
+        raise HTTPException(422, f"{field}: expected {expected}, got {value!r}")
+    return number
+
+
+def _ceiling(body: dict[str, Any]) -> tuple[float, int]:
+    """``rate`` (requests per second, 0 = no ceiling) and ``burst`` (default: one second's worth)."""
+    rate = _number(body["rate"], "rate", "requests per second, a number >= 0 (0 removes the ceiling)")
+    burst = body.get("burst", max(1, math.ceil(rate)))
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise HTTPException(422, f"burst: expected an integer >= 1 (requests at once), got {burst!r}")
+    return rate, burst
 
 
 def create_app(sandbox: Sandbox | None = None) -> FastAPI:
@@ -304,11 +329,20 @@ def create_app(sandbox: Sandbox | None = None) -> FastAPI:
         name = str(body.get("platform", "*"))
         if name != "*":
             sandbox.platform(name)
-        scale = float(body.get("scale", 1.0))
-        if scale < 0:
-            raise HTTPException(422, "scale: expected a number >= 0 (0 turns the limits off)")
-        sandbox.ledger.limit_scale[name] = scale
-        return {"platform": name, "scale": scale}
+        ledger = sandbox.ledger
+        if "burst" in body and "rate" not in body:
+            raise HTTPException(422, "burst: only with rate (requests per second)")
+        ceiling = _ceiling(body) if "rate" in body else None
+        if "scale" in body or ceiling is None:
+            expected = "a number >= 0 (0 turns the limits off)"
+            ledger.limit_scale[name] = _number(body.get("scale", 1.0), "scale", expected)
+        answer: dict[str, Any] = {"platform": name, "scale": ledger.scale(name)}
+        if ceiling is not None:
+            rate, burst = ceiling
+            for target in sorted(sandbox.platforms) if name == "*" else [name]:
+                ledger.set_ceiling(target, rate, burst)
+            answer.update(rate=rate, burst=burst if rate > 0 else None)
+        return answer
 
     @app.get("/_sandbox/secrets")
     async def secrets() -> dict[str, Any]:

@@ -85,8 +85,31 @@ class SandboxClient:
     def clear_faults(self) -> None:
         self._call("DELETE", "faults")
 
-    def limits(self, platform: str = "*", scale: float = 1.0) -> None:
-        self._call("PUT", "limits", json={"platform": platform, "scale": scale})
+    def limits(
+        self,
+        platform: str = "*",
+        scale: float | None = None,
+        *,
+        rate: float | None = None,
+        burst: int | None = None,
+    ) -> dict[str, Any]:
+        """Rate limits of ``platform`` (or ``"*"``: all).
+
+        ``scale`` multiplies the platform's documented limits (0 turns them off; the default when
+        nothing is given is 1). ``rate`` (requests per second) and ``burst`` (requests at once,
+        default one second's worth) set a ceiling the hooks are not told, for every request to that
+        platform (for ``"*"``: to each platform), answered with the platform's own rate-limit reply;
+        ``rate=0`` removes it. Both apply together: a request must pass the ceiling, then the
+        (scaled) documented limits. ``reset()`` clears ceilings.
+        """
+        body: dict[str, Any] = {"platform": platform}
+        if scale is not None:
+            body["scale"] = scale
+        if rate is not None:
+            body["rate"] = rate
+        if burst is not None:
+            body["burst"] = burst
+        return dict(self._call("PUT", "limits", json=body))
 
     def secrets(self) -> list[str]:
         return list(self._call("GET", "secrets")["secrets"])

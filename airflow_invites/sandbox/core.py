@@ -58,6 +58,8 @@ class Ledger:
         self.requests: list[dict[str, Any]] = []
         self.faults: dict[str, FaultPlan] = {}
         self.limit_scale: dict[str, float] = {}
+        #: explicit ceilings (``PUT /_sandbox/limits`` with ``rate``): one bucket per platform
+        self.ceilings: dict[str, LeakyBucket] = {}
 
     def clear(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -82,6 +84,22 @@ class Ledger:
 
     def scale(self, platform: str) -> float:
         return self.limit_scale.get(platform, self.limit_scale.get("*", 1.0))
+
+    def set_ceiling(self, platform: str, rate: float, burst: int) -> None:
+        """``rate`` requests per second, bursts of ``burst``, for all of ``platform``; rate 0 removes it."""
+        if rate > 0:
+            self.ceilings[platform] = LeakyBucket(rate, burst)
+        else:
+            self.ceilings.pop(platform, None)
+
+    def ceiling_wait(self, platform: str) -> float | None:
+        """Count one request against ``platform``'s ceiling: seconds to wait if over it, else None.
+
+        The ceiling is absolute (``scale`` does not multiply it) and is checked before the platform
+        sees the request, so a refused request does not count against the documented limits.
+        """
+        bucket = self.ceilings.get(platform)
+        return None if bucket is None else bucket.hit(platform, 1.0)
 
 
 class FixedWindowLimiter:
@@ -250,9 +268,22 @@ class SandboxPlatform(ABC):
         """The platform's own 5xx reply."""
         return JSONResponse({"error": "Internal Server Error"}, status_code=500)
 
+    def ceiling_response(self, request: Request, wait: float) -> Response:
+        """``throttle_response`` for a request over the explicit ceiling, hinting ``wait`` seconds."""
+        self._ceiling_wait = wait
+        try:
+            return self.throttle_response(request)
+        finally:
+            self._ceiling_wait = None
+
     # helpers for platform modules
+    _ceiling_wait: float | None = None
+
     def fault_wait(self) -> float:
-        """Seconds a "throttle" fault asks the client to wait."""
+        """Seconds a throttle reply asks the client to wait: the ceiling's own wait while
+        ``ceiling_response`` runs, else the wait hint of a "throttle" fault."""
+        if self._ceiling_wait is not None:
+            return self._ceiling_wait
         plan = self.ledger.fault_plan(self.name)
         return plan.throttle_seconds if plan else 1.0
 
