@@ -267,7 +267,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     "schema": {"type": "boolean", "default": False},
                 },
             },
-            handle_kinds={"email": "the user's e-mail"},
+            handle_kinds={"email": "the e-mail address of the person's Bitrix24 account"},
             bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port", "login", "password"],

@@ -34,13 +34,15 @@ class UserState:
     """What the look-up says about one person.
 
     ``protected`` is non-empty for a member who must never be removed, and says why ("the group's
-    owner", "the connection's own account").
+    owner", "the connection's own account"). ``holds`` is, for a BLOCKED person, the relation a
+    removal can still end (a deactivated member who cannot be invited still holds MEMBER).
     """
 
     presence: Presence
     detail: str = ""
     code: str | None = None
     protected: str = ""
+    holds: Presence | None = None
 
 
 ABSENT = UserState(Presence.ABSENT)

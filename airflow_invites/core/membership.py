@@ -349,6 +349,8 @@ def decide(state: State, current: UserState) -> PersonResult | Write:
         if presence is Presence.INVITED:
             return PersonResult(Status.ALREADY_INVITED, current.detail, current.code)
         return PersonResult(Status.FAILED, current.detail, current.code)  # BLOCKED
+    if presence is Presence.BLOCKED and current.holds is not None:
+        presence = current.holds  # e.g. a deactivated member: not invitable, still removable
     if presence is Presence.MEMBER:
         if current.protected:
             return PersonResult(Status.FAILED, f"never removed: {current.protected}", "protected")
