@@ -4,17 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-faults lint docs bench clean
+.PHONY: demo test test-faults lint docs bench package try clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[test,docs,sandbox,sql]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 demo: $(STAMP)
 	bash scripts/demo.sh
+
+# the sandbox and a shell with its connections set (throwaway Airflow home); `exit` stops it
+try: $(STAMP)
+	bash scripts/try.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check airflow_invites dags tests benchmarks scripts
@@ -32,6 +36,11 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# the sdist and wheel built, twine-checked, installed into clean venvs with the lowest and the newest
+# supported Airflow (provider listed, a test subset against the installed wheel); see scripts/check_package.sh
+package: $(STAMP)
+	bash scripts/check_package.sh
 
 clean:
 	rm -rf $(VENV) site .airflow

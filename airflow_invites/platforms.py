@@ -149,7 +149,8 @@ PLATFORMS: dict[str, PlatformSpec] = {
             operator="airflow_invites.operators.bungie.BungieClanInviteOperator",
             remove_operator="airflow_invites.operators.bungie.BungieClanRemoveOperator",
             user_description="Destiny membership as <membershipType>:<membershipId>, e.g. 3:4611686018467284386 "
-            "(type by number or name: TigerXbox=1, TigerPsn=2, TigerSteam=3, TigerEgs=6).",
+            "(type by number or name: TigerXbox=1, TigerPsn=2, TigerSteam=3, TigerEgs=6), or a Bungie Name: "
+            "name:Guardian#0042 (its cross-save primary membership).",
             user_pattern=r"^\s*([A-Za-z]+|[0-9]{1,3})\s*:\s*[1-9][0-9]{0,18}\s*$",
             group_description="Clan (group) id, digits only, e.g. 4107840.",
             group_pattern=r"^[1-9][0-9]{0,18}$",
@@ -166,7 +167,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
                 ),
             },
             handle_kinds={"name": "a Bungie Name, e.g. Guardian#1234"},
-            bare_handle_pattern=r"^[^#:]{1,26}#[0-9]{4}$",
+            bare_handle_pattern=r"^[^#:]{1,26}#[0-9]{1,4}$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
                 "relabeling": {
@@ -203,7 +204,9 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     default="airflow-invites/0.1.0 (+https://github.com/airflow-invites/airflow-invites)",
                 ),
             },
-            handle_kinds={"name": "a display name (exact; display names are not unique)"},
+            handle_kinds={
+                "name": "a VRChat display name, matched whole (case ignored); not unique, it may change"
+            },
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
                 "relabeling": {"login": "Username or e-mail", "password": "Password", "host": "API root"},
@@ -222,7 +225,10 @@ PLATFORMS: dict[str, PlatformSpec] = {
             group_description="Group entity id (16 upper-case hex).",
             group_pattern=r"^[0-9A-F]{16}$",
             conn_fields={},
-            handle_kinds={"email": "the account's e-mail", "username": "the account's username"},
+            handle_kinds={
+                "email": "the e-mail of the player's PlayFab account",
+                "username": "the account's PlayFab username (3-20 letters and digits)",
+            },
             bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],
@@ -267,7 +273,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     "schema": {"type": "boolean", "default": False},
                 },
             },
-            handle_kinds={"email": "the user's e-mail"},
+            handle_kinds={"email": "the e-mail address of the person's Bitrix24 account"},
             bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port", "login", "password"],
@@ -283,7 +289,7 @@ PLATFORMS: dict[str, PlatformSpec] = {
             remove_operator="airflow_invites.operators.rocketchat.RocketChatGroupRemoveOperator",
             user_description="Rocket.Chat user id (17 characters, e.g. nSYqWzZ4GsKTX4dyK).",
             user_pattern=r"^[A-Za-z0-9._-]{1,64}$",
-            group_description="Private group id (e.g. ByehQjC44FwMeiLbX) or name.",
+            group_description="Private group id or name (e.g. ByehQjC44FwMeiLbX, onboarding).",
             group_pattern=r"^[A-Za-z0-9._-]{1,64}$",
             conn_fields={
                 "auth_type": {
@@ -296,7 +302,11 @@ PLATFORMS: dict[str, PlatformSpec] = {
                     "TOTP secret", "Base32 seed for two-factor login (password auth only)."
                 ),
             },
-            handle_kinds={"username": "the username", "email": "the e-mail (servers 8.4 and later)"},
+            handle_kinds={
+                "username": "the account's username, exactly as Rocket.Chat stores it (a leading @ is dropped)",
+                "email": "the account's e-mail address (Rocket.Chat 8.4 or later; the bot needs "
+                "view-full-other-user-info)",
+            },
             bare_handle_pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
             ui_field_behaviour={
                 "hidden-fields": ["schema", "port"],

@@ -407,10 +407,17 @@ What the figures mean and what limits them:
 """
 
 
+#: what follows this line in docs/performance.md is written by other benchmarks (ui_render.py): kept
+KEPT_MARKER = "<!-- below: written by other benchmarks, kept by make bench -->"
+
+
 def write_docs(results: dict[str, Any], docs: Path) -> None:
     (docs / "images").mkdir(parents=True, exist_ok=True)
     (docs / "images" / "scale.svg").write_text(scale_svg(results))
     if results.get("peers"):
         (docs / "images" / "peers.svg").write_text(peers_svg(results))
-    body = INTRO.format(latency=results["latency_ms"]) + "\n" + render(results, images=True)
-    (docs / "performance.md").write_text(body + "\n")
+    body = INTRO.format(latency=results["latency_ms"]) + "\n" + render(results, images=True) + "\n"
+    page = docs / "performance.md"
+    if page.exists() and KEPT_MARKER in page.read_text():
+        body += f"\n{KEPT_MARKER}{page.read_text().split(KEPT_MARKER, 1)[1]}"
+    page.write_text(body)

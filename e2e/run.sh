@@ -242,7 +242,7 @@ run_pytest() {  # run_pytest LABEL FILES...
 }
 FAILED=0
 phase_start "checks on LocalExecutor (browser, REST, deferral)"
-run_pytest "LocalExecutor" e2e/test_browser.py e2e/test_rest.py e2e/test_deferral.py || FAILED=1
+run_pytest "LocalExecutor" e2e/test_browser.py e2e/test_rest.py e2e/test_deferral.py e2e/test_invites_ui.py || FAILED=1
 phase_end
 
 # ---------------------------------------------------------------- 4. CeleryExecutor

@@ -293,3 +293,46 @@ def test_dry_run_resolves_and_shows_the_id(sandbox, platform):
     outcomes = invite_people(hook, env["group"], env["handles"][:1], dry_run=True)
     assert [(o.user, o.status) for o in outcomes] == [(env["users"][0], Status.WOULD_INVITE)]
     assert sandbox.invites(platform) == []
+
+
+# -- roster sync -----------------------------------------------------------------------------------------
+
+
+def test_an_authoritative_sync_removes_exactly_the_leavers(sandbox, platform):
+    from airflow_invites.core.roster import Mode, sync_roster
+
+    env = sandbox.env()[platform]
+    hook = hook_of(platform)
+    needs(hook, "can_remove_members")
+    before = sandbox.members(platform, env["group"])
+    leavers = sandbox.people(platform, 2, group=env["group"])
+    listed = hook_of(platform).list_group(env["group"])  # what the platform shows the bot
+    staying = [u for u, state in listed.items() if not state.protected and u not in leavers]
+    newcomer = env["users"][0]
+    outcomes, drift = sync_roster(hook, env["group"], [*staying, newcomer], mode=Mode.AUTHORITATIVE)
+    assert sorted(drift.to_remove) == sorted(leavers) and drift.to_add == [newcomer]
+    by_user = {o.user: o.status for o in outcomes}
+    assert by_user[newcomer] is Status.INVITED
+    assert {by_user[u] for u in leavers} == {Status.REMOVED}
+    after = sandbox.members(platform, env["group"])
+    assert set(before.get("protected", [])) <= set(after["members"])
+    assert set(staying) <= set(after["members"] + after["invited"])
+    assert not set(leavers) & set(after["members"])
+    assert set(applied(sandbox.removals(platform))) == set(leavers)
+
+
+def test_a_roster_that_lost_half_its_rows_removes_nobody(sandbox, platform):
+    from airflow_invites.core.roster import EmptyRoster, Mode, sync_roster
+
+    env = sandbox.env()[platform]
+    hook = hook_of(platform)
+    needs(hook, "can_remove_members")
+    members = sandbox.people(platform, 6, group=env["group"])
+    listed = hook_of(platform).list_group(env["group"])
+    half = [u for u, state in listed.items() if not state.protected and u not in members[:3]]
+    with pytest.raises(MassRemovalRefused, match="3 people would be removed") as refused:
+        sync_roster(hook, env["group"], half, mode=Mode.AUTHORITATIVE, max_removals=2)
+    assert sorted(refused.value.people) == sorted(members[:3])
+    with pytest.raises(EmptyRoster):
+        sync_roster(hook_of(platform), env["group"], [], mode=Mode.AUTHORITATIVE)
+    assert sandbox.removals(platform) == [] and sandbox.invites(platform) == []

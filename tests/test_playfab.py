@@ -11,8 +11,9 @@ import requests
 
 from airflow_invites.core.adapter import InviteRequest
 from airflow_invites.core.errors import InviteInputError, PlatformAuthError
-from airflow_invites.core.membership import invite_people
+from airflow_invites.core.membership import invite_people, remove_people
 from airflow_invites.core.outcome import Status
+from airflow_invites.core.roster import Mode, sync_roster
 from airflow_invites.hooks.playfab import PlayFabHook
 from airflow_invites.operators.playfab import PlayFabGroupInviteOperator
 from airflow_invites.sandbox.platforms.playfab import PlayFabSandbox
@@ -60,6 +61,19 @@ def api(
     )
 
 
+def after_first_lookup(hook: PlayFabHook, action: Any) -> None:
+    """Call ``action()`` once, right after the hook's first look-up returns (a change the look-up missed)."""
+    lookup = hook.lookup
+
+    def lookup_then_act(group: str, users: Any) -> Any:
+        found = lookup(group, users)
+        hook.lookup = lookup  # type: ignore[method-assign]
+        action()
+        return found
+
+    hook.lookup = lookup_then_act  # type: ignore[method-assign]
+
+
 def title_token(sandbox: Any, world: PlayFabSandbox) -> dict[str, str]:
     reply = api(sandbox, "Authentication/GetEntityToken", {}, {"X-SecretKey": world.secret_key})
     return {"X-EntityToken": reply.json()["data"]["EntityToken"]}
@@ -76,27 +90,17 @@ def player_key(player: str) -> dict[str, str]:
 # -- invite, look-up, idempotency ------------------------------------------------------------------
 
 
-def test_invite_then_already_invited_sends_no_second_invite(sandbox, env):
-    users = env["users"][:2]
-    first = invite_people(PlayFabHook(), env["group"], users)
-    assert statuses(first) == [Status.INVITED, Status.INVITED]
-    before = len(calls(sandbox, "InviteToGroup"))
-    second = invite_people(PlayFabHook(), env["group"], users)
-    assert statuses(second) == [Status.ALREADY_INVITED, Status.ALREADY_INVITED]
-    assert "invitation pending (role members" in second[0].detail
-    assert len(calls(sandbox, "InviteToGroup")) == before == 2  # zero invite requests the second time
-    rows = sorted((i["user"], i["applied"], i["requests"]) for i in sandbox.invites("playfab"))
-    assert rows == sorted((u, 1, 1) for u in users)
-
-
 def test_accepted_invitation_is_already_member(sandbox, env, world):
-    user = env["users"][0]
+    """A re-invite would answer 200 (no "already invited" code on PlayFab): the look-up decides."""
+    user, pending = env["users"][:2]
     invite_people(PlayFabHook(), env["group"], [user], request=InviteRequest(extra={"role_id": "admins"}))
+    invite_people(PlayFabHook(), env["group"], [pending])
     sandbox.accept("playfab", env["group"], user)
-    again = invite_people(PlayFabHook(), env["group"], [user, world.member])
-    assert statuses(again) == [Status.ALREADY_MEMBER, Status.ALREADY_MEMBER]
+    again = invite_people(PlayFabHook(), env["group"], [user, world.member, pending])
+    assert statuses(again) == [Status.ALREADY_MEMBER, Status.ALREADY_MEMBER, Status.ALREADY_INVITED]
     assert again[0].detail == "member in role admins"
-    assert len(calls(sandbox, "InviteToGroup")) == 1
+    assert "invitation pending (role members" in again[2].detail
+    assert len(calls(sandbox, "InviteToGroup")) == 2
 
 
 def test_bulk_with_one_lookup_per_group(sandbox, env, world):
@@ -114,12 +118,6 @@ def test_bulk_with_one_lookup_per_group(sandbox, env, world):
     assert names.count("InviteToGroup") == 70
     assert all(i["applied"] == 1 for i in sandbox.invites("playfab"))
     assert len(run) / 70 == pytest.approx(75 / 70)  # requests per invited person
-
-
-def test_dry_run_sends_no_write(sandbox, env):
-    outcomes = invite_people(PlayFabHook(), env["group"], env["users"], dry_run=True)
-    assert set(statuses(outcomes)) == {Status.WOULD_INVITE}
-    assert calls(sandbox, "InviteToGroup") == []
 
 
 def test_character_and_entity_key_forms(sandbox, env, world):
@@ -158,10 +156,13 @@ def test_blocked_and_application_codes_through_the_algorithm(sandbox, env, world
 
 
 def test_already_member_race_is_1359(sandbox, env, world):
-    hook = PlayFabHook()
-    result = hook.send_invites(env["group"], [world.member], InviteRequest())
-    assert result[world.member].status is Status.ALREADY_MEMBER
-    assert result[world.member].code == "EntityIsAlreadyMember"
+    """Someone adds the player between our look-up and our invite: PlayFab answers 1359."""
+    hook, user = PlayFabHook(), env["users"][0]
+    added = {"Group": group_key(env["group"]), "Members": [player_key(user)]}
+    after_first_lookup(hook, lambda: api(sandbox, "Group/AddMembers", added, title_token(sandbox, world)))
+    result = invite_people(hook, env["group"], [user])
+    assert result[0].status is Status.ALREADY_MEMBER
+    assert result[0].code == "EntityIsAlreadyMember"
 
 
 def test_auto_accept_false_invites_an_applicant(sandbox, env, world):
@@ -285,22 +286,195 @@ def test_throttling_waits_retry_after_seconds(sandbox, env, report_errors_as_suc
     assert throttled
 
 
-@pytest.mark.parametrize("kind", ["server_error", "reset", "truncated"])
-def test_transient_fault_then_success(sandbox, env, kind):
-    sandbox.faults("playfab", rate=1.0, kinds=[kind])
+# -- removal: RemoveGroupInvitation, RemoveMembers ---------------------------------------------------
+
+
+def seat(sandbox: Any, env: dict[str, Any], members: int, invited: int) -> tuple[list[str], list[str]]:
+    """New players: ``members`` of the group already, ``invited`` with a pending invitation."""
+    in_group = sandbox.people("playfab", members, env["group"]) if members else []
+    pending = sandbox.people("playfab", invited) if invited else []
+    if pending:
+        invite_people(PlayFabHook(), env["group"], pending)
+    return in_group, pending
+
+
+def test_remove_members_and_cancel_invitations_once(sandbox, env, world):
+    members, invited = seat(sandbox, env, 3, 2)
+    before = len(calls(sandbox))
+    outcomes = remove_people(PlayFabHook(), env["group"], [*members, *invited, world.admin])
+    assert statuses(outcomes) == [Status.REMOVED] * 3 + [Status.INVITE_CANCELLED] * 2 + [Status.FAILED]
+    assert outcomes[5].code == "protected" and "admin role 'admins'" in outcomes[5].detail  # the owner
+    run = [r["path"].rsplit("/", 1)[1] for r in calls(sandbox)[before:]]
+    assert run.count("RemoveMembers") == 1  # one call for all three members
+    assert run.count("RemoveGroupInvitation") == 2  # PlayFab withdraws one invitation per call
+    assert run.count("GetGroup") == 1  # the admin role, asked once
+    left = sandbox.members("playfab", env["group"])
+    assert not set(members + invited) & set(left["members"] + left["invited"])
+    assert sorted((r["user"], r["applied"], r["requests"]) for r in sandbox.removals("playfab")) == sorted(
+        (u, 1, 1) for u in members + invited
+    )
+    before = len(calls(sandbox))
+    again = remove_people(PlayFabHook(), env["group"], [*members, *invited])
+    assert statuses(again) == [Status.ALREADY_ABSENT] * 5
+    assert world.admin in sandbox.members("playfab", env["group"])["members"]
+    assert {r["path"].rsplit("/", 1)[1] for r in calls(sandbox)[before:]} <= {
+        "GetEntityToken",
+        "ListGroupMembers",
+        "ListGroupInvitations",
+    }
+
+
+def test_removal_of_200_members_in_one_call(sandbox, env):
+    members, _ = seat(sandbox, env, 200, 0)
+    outcomes = remove_people(PlayFabHook(), env["group"], members)
+    assert statuses(outcomes) == [Status.REMOVED] * 200
+    names = [r["path"].rsplit("/", 1)[1] for r in calls(sandbox)]
+    # token, members, admin role, one RemoveMembers, and the look-up that confirms it (its reply names nobody)
+    assert names == [
+        "GetEntityToken",
+        "ListGroupMembers",
+        "GetGroup",
+        "RemoveMembers",
+        "ListGroupMembers",
+        "ListGroupInvitations",
+    ]
+    assert all((r["applied"], r["requests"]) == (1, 1) for r in sandbox.removals("playfab"))
+
+
+def test_someone_leaving_mid_run_does_not_fail_the_batch(sandbox, env, world):
+    """RemoveMembers is refused as a whole when one of its list is no member (1331): all are checked again."""
+    members, _ = seat(sandbox, env, 3, 0)
+    hook = PlayFabHook()
+    leave = {"Group": group_key(env["group"]), "Members": [player_key(members[0])]}
+    after_first_lookup(hook, lambda: api(sandbox, "Group/RemoveMembers", leave, title_token(sandbox, world)))
+    outcomes = remove_people(hook, env["group"], members)
+    assert statuses(outcomes) == [Status.ALREADY_ABSENT, Status.REMOVED, Status.REMOVED]
+    assert [r["status"] for r in calls(sandbox, "RemoveMembers")] == [200, 400, 200]
+    assert sandbox.members("playfab", env["group"])["members"] == [world.admin, world.member]
+
+
+def test_invitation_gone_before_the_cancel_is_already_absent(sandbox, env, world):
+    _, invited = seat(sandbox, env, 0, 1)
+    hook = PlayFabHook()
+    after_first_lookup(hook, lambda: world.advance(8 * DAY))  # the invitation expires (the token too)
+    outcomes = remove_people(hook, env["group"], invited)
+    assert statuses(outcomes) == [Status.ALREADY_ABSENT]
+    statuses_seen = [r["status"] for r in calls(sandbox, "RemoveGroupInvitation")]
+    assert statuses_seen == [401, 400]  # a new token, then 1361
+
+
+def test_lost_cancel_and_removal_replies_are_looked_up_not_resent(sandbox, env):
+    members, invited = seat(sandbox, env, 2, 1)
+    hook = PlayFabHook()
+    sandbox.lose_next_write_reply(hook, "playfab", "remove_members")
+    sandbox.lose_next_write_reply(hook, "playfab", "cancel_invites")
+    outcomes = remove_people(hook, env["group"], [*members, *invited])
+    assert statuses(outcomes) == [Status.REMOVED, Status.REMOVED, Status.INVITE_CANCELLED]
+    assert "confirmed by a look-up after a lost reply" in outcomes[2].detail
+    assert all((r["applied"], r["requests"]) == (1, 1) for r in sandbox.removals("playfab"))
+
+
+def test_removal_through_transient_faults(sandbox, env):
+    members, invited = seat(sandbox, env, 5, 5)
+    sandbox.faults(
+        "playfab", rate=0.3, kinds=["throttle", "server_error", "reset"], throttle_seconds=0, seed=3
+    )
+    outcomes = remove_people(fast_hook(), env["group"], [*members, *invited])
+    sandbox.clear_faults()
+    assert statuses(outcomes) == [Status.REMOVED] * 5 + [Status.INVITE_CANCELLED] * 5
+    assert {r["status"] for r in calls(sandbox)} > {200}  # faults were met on the way
+    assert all(r["applied"] == 1 for r in sandbox.removals("playfab"))
+
+
+# -- people by handle: Admin/GetUserAccountInfo -------------------------------------------------------------
+
+
+def test_players_found_by_email_and_username(sandbox, env):
+    ann = sandbox.people_with_handles("playfab", 1, handles={"email": "Ann@Example.test", "username": "ann"})[
+        0
+    ]
+    bob = sandbox.people_with_handles("playfab", 1, handles={"username": "bob2024"})[0]
+    users = ["ann@example.test", "username:BOB2024", env["handles"][0], "email:nobody@example.test"]
+    outcomes = invite_people(PlayFabHook(), env["group"], users)
+    assert [(o.user, o.status) for o in outcomes[:3]] == [
+        (ann["id"], Status.INVITED),
+        (bob["id"], Status.INVITED),
+        (env["users"][0], Status.INVITED),
+    ]
+    assert (outcomes[3].status, outcomes[3].code, outcomes[3].user) == (
+        Status.FAILED,
+        "not_found",
+        "email:nobody@example.test",
+    )
+    assert "no PlayFab account" in outcomes[3].detail and "AccountNotFound" in outcomes[3].detail
+    assert len(calls(sandbox, "GetUserAccountInfo")) == 4  # one per handle: PlayFab has no batch look-up
+    assert len(calls(sandbox, "InviteToGroup")) == 3
+    again = invite_people(PlayFabHook(), env["group"], users[:3])
+    assert statuses(again) == [Status.ALREADY_INVITED] * 3
+
+
+def test_removal_by_handle(sandbox, env):
+    person = sandbox.people_with_handles("playfab", 1, env["group"], handles={"username": "leaver"})[0]
+    outcomes = remove_people(PlayFabHook(), env["group"], ["username:leaver"])
+    assert [(o.user, o.handle, o.status) for o in outcomes] == [
+        (person["id"], "username:leaver", Status.REMOVED)
+    ]
+
+
+def test_authoritative_roster_sync_lists_the_group(sandbox, env, world):
+    """``list_group``: members by role (the admin protected) and pending invitations, in two listings."""
+    stays, leaves = seat(sandbox, env, 2, 0)[0], seat(sandbox, env, 1, 1)
+    roster = [*stays, env["users"][0]]
+    outcomes, drift = sync_roster(
+        PlayFabHook(), env["group"], roster, mode=Mode.AUTHORITATIVE, keep=[world.member]
+    )
+    assert sorted(drift.to_remove) == sorted(leaves[0] + leaves[1]) and drift.to_add == [env["users"][0]]
+    assert sorted(drift.protected) == sorted(
+        [f"{world.admin} (holds the group's admin role 'admins')", f"{world.member} (on the keep list)"]
+    )
+    by_user = {o.user: o.status for o in outcomes}
+    assert by_user[env["users"][0]] is Status.INVITED and by_user[leaves[0][0]] is Status.REMOVED
+    assert by_user[leaves[1][0]] is Status.INVITE_CANCELLED
+    left = sandbox.members("playfab", env["group"])
+    assert sorted(left["members"]) == sorted([world.admin, world.member, *stays])
+
+
+def test_api_policy_refusing_the_lookup_is_named(sandbox, env, world):
+    world.admin_api_allowed = False
+    outcomes = invite_people(PlayFabHook(), env["group"], ["email:ann@example.test", env["users"][1]])
+    assert statuses(outcomes) == [Status.FAILED, Status.INVITED]  # the id given is still invited
+    assert outcomes[0].code == "NotAuthorizedByTitle"
+    assert "/Admin/GetUserAccountInfo" in outcomes[0].detail and "API Features" in outcomes[0].detail
+
+
+def test_refused_secret_key_on_the_lookup_is_an_auth_error(sandbox, env, monkeypatch):
+    conn = json.loads(sandbox.connection_env("playfab"))
+    conn["password"] = conn["password"][::-1]
+    monkeypatch.setenv("AIRFLOW_CONN_PLAYFAB_DEFAULT", json.dumps(conn))
+    outcomes = invite_people(PlayFabHook(), env["group"], [env["handles"][0]])
+    assert statuses(outcomes) == [Status.FAILED] and outcomes[0].code == "NotAuthenticated"
+    assert "refused the title secret key" in outcomes[0].detail
+    assert len(calls(sandbox, "GetUserAccountInfo")) == 1  # never retried
+
+
+@pytest.mark.parametrize("kind", ["throttle", "reset", "truncated"])
+def test_faults_during_resolution_are_retried(sandbox, env, kind):
+    sandbox.faults("playfab", rate=1.0, kinds=[kind], throttle_seconds=0)
     hook = PlayFabHook()
     hook.http.sleep = lambda s: sandbox.clear_faults()  # type: ignore[method-assign]
-    outcomes = invite_people(hook, env["group"], env["users"][:2])
-    assert statuses(outcomes) == [Status.INVITED, Status.INVITED]
-    assert [i["applied"] for i in sandbox.invites("playfab")] == [1, 1]
+    outcomes = invite_people(hook, env["group"], env["handles"][:1])
+    assert [(o.user, o.status) for o in outcomes] == [(env["users"][0], Status.INVITED)]
+    assert [r["status"] for r in calls(sandbox, "GetUserAccountInfo")][-1] == 200
 
 
-def test_lost_invite_reply_is_looked_up_not_resent(sandbox, env):
-    hook = PlayFabHook()
-    sandbox.lose_next_invite_reply(hook, "playfab")
-    outcomes = invite_people(hook, env["group"], env["users"][:1])
-    assert statuses(outcomes) == [Status.INVITED] and "lost reply" in outcomes[0].detail
-    assert [(r["applied"], r["requests"]) for r in sandbox.invites("playfab")] == [(1, 1)]
+def test_handles_are_unique_on_playfab(sandbox):
+    sandbox.people_with_handles("playfab", 1, handles={"email": "dup@example.test", "username": "dup"})
+    for handles in ({"email": "DUP@example.test"}, {"username": "DUP"}):
+        with pytest.raises(requests.HTTPError) as refused:
+            sandbox.people_with_handles("playfab", 1, handles=handles)
+        assert refused.value.response.status_code == 409
+    with pytest.raises(requests.HTTPError):
+        sandbox.people_with_handles("playfab", 2, handles={"username": "twins"})
 
 
 # -- input checked before any request ----------------------------------------------------------------
@@ -335,6 +509,26 @@ def test_bad_input_fails_before_any_request(sandbox, group, users, extra, field)
     with pytest.raises(InviteInputError) as caught:
         invite_people(PlayFabHook(), group, users, request=InviteRequest(extra=extra))
     assert str(caught.value).startswith(field)
+    assert calls(sandbox) == []
+
+
+@pytest.mark.parametrize(
+    ("users", "expected"),
+    [
+        (["username:ann.smith"], "3-20 letters and digits"),
+        (["username:ab"], "3-20 letters and digits"),
+        ([f"username:{'a' * 21}"], "3-20 letters and digits"),
+        (["email:ann@"], "an e-mail address"),
+        (["ann@example"], "or a handle: email:<"),  # not an e-mail address, nor an id
+        (["name:Ann"], "email:<the e-mail of the player's PlayFab account>, username:<"),  # PlayFab's forms
+        (["email:ann@example.test", " email:ann@example.test "], "each person once"),
+    ],
+)
+@pytest.mark.parametrize("operation", [invite_people, remove_people])
+def test_bad_handles_fail_before_any_request(sandbox, env, users, expected, operation):
+    with pytest.raises(InviteInputError) as caught:
+        operation(PlayFabHook(), env["group"], users)
+    assert str(caught.value).startswith("users") and expected in str(caught.value)
     assert calls(sandbox) == []
 
 
@@ -502,3 +696,71 @@ def test_sandbox_invite_order_and_related_calls(sandbox, env, world):
     assert api(sandbox, "Group/ListGroupInvitations", {"Group": group}, token).json()["data"] == {
         "Invitations": []
     }
+
+
+def test_sandbox_account_lookup_as_the_admin_api(sandbox, env, world):
+    secret = {"X-SecretKey": world.secret_key}
+    email = env["handles"][0].removeprefix("email:")
+    found = api(sandbox, "Admin/GetUserAccountInfo", {"Email": email.upper()}, secret).json()["data"]
+    info = found["UserInfo"]
+    assert info["TitleInfo"]["TitlePlayerAccount"] == {
+        "Id": env["users"][0],
+        "Type": "title_player_account",
+        "TypeString": "title_player_account",
+    }
+    assert info["PlayFabId"] == world.masters[env["users"][0]] and info["PrivateInfo"]["Email"] == email
+    by_name = api(sandbox, "Admin/GetUserAccountInfo", {"Username": info["Username"]}, secret).json()
+    assert by_name["data"] == found
+    cases = [
+        ({"Email": "nobody@example.test"}, secret, 400, 1001),
+        ({}, secret, 400, 1000),
+        ({"Username": "not a name"}, secret, 400, 1000),
+        ({"Email": email}, title_token(sandbox, world), 401, 1074),  # the Admin API takes the secret key only
+        ({"Email": email}, {"X-SecretKey": "wrong"}, 401, 1074),
+    ]
+    for body, headers, code, number in cases:
+        reply = api(sandbox, "Admin/GetUserAccountInfo", body, headers)
+        assert (reply.status_code, reply.json()["errorCode"]) == (code, number), body
+    as_success = api(
+        sandbox,
+        "Admin/GetUserAccountInfo",
+        {"Email": "x@example.test"},
+        {**secret, "X-ReportErrorAsSuccess": "true"},
+    )
+    assert as_success.status_code == 200 and as_success.json()["error"] == "AccountNotFound"
+    world.admin_api_allowed = False
+    refused = api(sandbox, "Admin/GetUserAccountInfo", {"Email": email}, secret)
+    assert (refused.status_code, refused.json()["error"]) == (403, "NotAuthorizedByTitle")
+
+
+def test_sandbox_remove_members_all_or_nobody(sandbox, env, world):
+    token = title_token(sandbox, world)
+    group = group_key(env["group"])
+    members = sandbox.people("playfab", 2, env["group"])
+    mixed = {"Group": group, "Members": [player_key(members[0]), player_key(env["users"][0])]}
+    refused = api(sandbox, "Group/RemoveMembers", mixed, token).json()
+    assert (refused["error"], refused["errorCode"]) == ("MembershipNotFound", 1331)
+    assert set(members) <= set(sandbox.members("playfab", env["group"])["members"])  # nobody removed
+    # a player may leave on its own; it may not remove another member
+    player = api(sandbox, "Authentication/GetEntityToken", {"Entity": player_key(members[0])}, token).json()
+    own = {"X-EntityToken": player["data"]["EntityToken"]}
+    other = {"Group": group, "Members": [player_key(members[1])]}
+    assert api(sandbox, "Group/RemoveMembers", other, own).json()["errorCode"] == 1089
+    leave = {"Group": group, "Members": [player_key(members[0])]}
+    assert api(sandbox, "Group/RemoveMembers", leave, own).json() == {"code": 200, "status": "OK", "data": {}}
+    # RoleId takes one role away; the member stays while another role is left
+    api(sandbox, "Group/AddMembers", {**other, "RoleId": "admins"}, token)
+    assert api(sandbox, "Group/RemoveMembers", {**other, "RoleId": "admins"}, token).json()["data"] == {}
+    is_member = api(sandbox, "Group/IsMember", {"Group": group, "Entity": player_key(members[1])}, token)
+    assert is_member.json()["data"] == {"IsMember": True}
+    rows = {r["user"]: (r["applied"], r["requests"]) for r in sandbox.removals("playfab")}
+    assert rows == {members[0]: (1, 2), members[1]: (0, 2), env["users"][0]: (0, 1)}  # a role is no seat
+    wrong_verb = requests.get(f"{sandbox.base_url}/playfab/Group/RemoveMembers", headers=token, timeout=5)
+    assert (wrong_verb.status_code, wrong_verb.json()["errorCode"]) == (404, 1131)
+
+
+def test_sandbox_env_handles_name_the_same_people(sandbox, env):
+    assert len(env["handles"]) == len(env["users"]) and all(h.startswith("email:") for h in env["handles"])
+    created = sandbox.people_with_handles("playfab", 2)
+    assert all(set(p["handles"]) == {"email", "username"} for p in created)
+    assert created[0]["handles"]["email"] != created[1]["handles"]["email"]

@@ -45,6 +45,10 @@ LONG_RUN_PEOPLE = 1000
 #: HTTP layer's own 8 attempts; the test fails if a run needs more
 MAX_TASK_TRIES = 6
 MAX_REAUTHORISATIONS = 3
+#: the seed of a platform's fault draws, where not the sum of its name's characters: with that sum,
+#: Rocket.Chat's 200-people round (about 30 requests since invites are confirmed by a listing) drew
+#: no applied-but-lost fault on an invite of the final try, so nothing could be seen confirmed
+FAULT_SEEDS = {"rocketchat": 3}
 REPO = Path(__file__).resolve().parents[1]
 OK = {Status.INVITED.value, Status.ALREADY_INVITED.value, Status.ALREADY_MEMBER.value}
 BEFORE_RUN = {Status.ALREADY_INVITED.value, Status.ALREADY_MEMBER.value}
@@ -131,8 +135,13 @@ def run_task(
     before_retry: Callable[[], None] = lambda: None,
     reauthorise: Callable[[], None] | None = None,
     wait_scale: float = 1.0,
+    operator_class: Any = None,
+    write_methods: tuple[str, ...] = ("send_invites",),
 ) -> list[dict[str, Any]]:
     """Run the invite task as Airflow would, with retries; optionally kill the first try mid-batch.
+
+    ``operator_class`` and ``write_methods`` make it another membership task (a removal: the
+    remove operator, killed in ``remove_members`` or ``cancel_invites``).
 
     ``wait_scale`` shortens the HTTP layer's waits (retry hints, backoff) in the quick variant; the
     waits asked for are counted in full either way.
@@ -140,7 +149,8 @@ def run_task(
     clients: list[HttpClient] = []
     sent = {"chunks": 0, "killed": False}
     lock = threading.Lock()
-    original_send = PLATFORMS[platform].hook_class.send_invites
+    hook_class = PLATFORMS[platform].hook_class
+    originals = {name: getattr(hook_class, name) for name in write_methods}
     original_init = HttpClient.__init__
 
     def init(client: HttpClient, *args: Any, **kwargs: Any) -> None:
@@ -153,22 +163,30 @@ def run_task(
 
         client.sleep = sleep  # type: ignore[method-assign]
 
-    def send_invites(hook: Any, group: str, chunk: list[str], request: Any) -> Any:
-        with lock:
-            if kill_after_chunks is not None and not sent["killed"] and sent["chunks"] >= kill_after_chunks:
-                sent["killed"] = True
-                raise TaskKilled(f"worker killed after {sent['chunks']} chunks")
-            sent["chunks"] += 1
-        return original_send(hook, group, chunk, request)
+    def killing(name: str) -> Callable[..., Any]:
+        def write(hook: Any, group: str, chunk: list[str], *rest: Any) -> Any:
+            with lock:
+                if (
+                    kill_after_chunks is not None
+                    and not sent["killed"]
+                    and sent["chunks"] >= kill_after_chunks
+                ):
+                    sent["killed"] = True
+                    raise TaskKilled(f"worker killed after {sent['chunks']} chunks")
+                sent["chunks"] += 1
+            return originals[name](hook, group, chunk, *rest)
+
+        return write
 
     patch = pytest.MonkeyPatch()
-    patch.setattr(PLATFORMS[platform].hook_class, "send_invites", send_invites)
+    for name in write_methods:
+        patch.setattr(hook_class, name, killing(name))
     patch.setattr(HttpClient, "__init__", init)
     try:
         for try_number in range(1, MAX_TASK_TRIES + 1):
             figures.tries = try_number
             ti = FakeTI()
-            operator = PLATFORMS[platform].operator_class(
+            operator = (operator_class or PLATFORMS[platform].operator_class)(
                 task_id="invite", group=group, users=users, retries=2
             )
             try:
@@ -216,7 +234,12 @@ def fault_round(
 
     use_fresh_connection()
     sandbox.limits(platform, scale=0)
-    sandbox.faults(platform, seed=sum(map(ord, platform)), timeout_ms=(timeout + 0.2) * 1000, **FAULTS)
+    sandbox.faults(
+        platform,
+        seed=FAULT_SEEDS.get(platform, sum(map(ord, platform))),
+        timeout_ms=(timeout + 0.2) * 1000,
+        **FAULTS,
+    )
     figures.faults = count_faults(sandbox, platform)
     # platforms taking lists get chunks of 10, so that as many invite calls meet faults as on
     # the one-person-per-call platforms (50 per call would leave 4 calls for 200 people)

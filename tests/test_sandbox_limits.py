@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_invites.core.invite import invite_people
+from airflow_invites.core.membership import invite_people
 from airflow_invites.core.outcome import Status
-from airflow_invites.onboarding import operator_class
+from airflow_invites.platforms import PLATFORMS as REGISTRY
 
 PLATFORMS = ("bungie", "vrchat", "playfab", "bitrix24", "rocketchat")
 USER_AGENT = "invites-tests/1.0 ops@airflow-invites.dev"
@@ -149,7 +149,7 @@ def test_a_hook_not_told_the_ceiling_still_invites_everyone(sandbox):
     group = sandbox.env()["playfab"]["group"]
     people = sandbox.people("playfab", 6)
     before = sandbox.request_count("playfab")
-    outcomes = invite_people(operator_class("playfab").hook_class(), group, people)
+    outcomes = invite_people(REGISTRY["playfab"].hook_for(), group, people)
     assert {o.status for o in outcomes} == {Status.INVITED}
     statuses = [r["status"] for r in sandbox.requests("playfab", since=before)]
     assert 429 in statuses

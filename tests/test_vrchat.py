@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_invites.core.errors import InviteInputError, PlatformAuthError
-from airflow_invites.core.membership import invite_people
+from airflow_invites.core.errors import InviteInputError, PermanentPlatformError, PlatformAuthError
+from airflow_invites.core.membership import RunStats, invite_people, remove_people
 from airflow_invites.core.outcome import Status
 from airflow_invites.core.runtime_store import RuntimeStore
 from airflow_invites.hooks.vrchat import SESSION_TOKEN, VRChatHook, error_message, normalise_message
@@ -56,6 +56,33 @@ def calls(sandbox, suffix: str, method: str | None = None) -> list[dict[str, Any
 
 def invite_posts(sandbox) -> list[dict[str, Any]]:
     return [r for r in calls(sandbox, "/invites", "POST")]
+
+
+def deletes(sandbox) -> list[str]:
+    """``invites`` or ``members`` for each DELETE sent (a cancel or a removal)."""
+    return [r["path"].split("/")[-2] for r in sandbox.requests("vrchat") if r["method"] == "DELETE"]
+
+
+def searches(sandbox) -> list[dict[str, Any]]:
+    return calls(sandbox, "/api/1/users", "GET")
+
+
+def cookie(hook: VRChatHook) -> dict[str, str]:
+    """Headers for a raw call with the hook's session (logging in first if needed)."""
+    return {**UA, "Cookie": hook.auth_headers()["Cookie"]}
+
+
+def after_lookup(hook: VRChatHook, action: Any) -> None:
+    """``action()`` once, right after the hook's first look-up returns (someone acts meanwhile)."""
+    lookup, done = hook.lookup, []
+
+    def lookup_then_act(group: str, users: Any) -> Any:
+        found = lookup(group, users)
+        if not done:
+            done.append(action())
+        return found
+
+    hook.lookup = lookup_then_act  # type: ignore[method-assign]
 
 
 def logins(sandbox) -> list[dict[str, Any]]:
@@ -251,12 +278,6 @@ def test_bulk_pages_with_offset_one_lookup_per_batch(sandbox, vr):
     assert all(i["applied"] == 1 and i["requests"] == 1 for i in sandbox.invites("vrchat"))
 
 
-def test_dry_run_sends_no_write(sandbox, vr):
-    outcomes = invite_people(VRChatHook(), vr["group"], vr["users"], dry_run=True)
-    assert set(statuses(outcomes)) == {Status.WOULD_INVITE}
-    assert invite_posts(sandbox) == []
-
-
 # -- throttling and faults ---------------------------------------------------------------------
 
 
@@ -286,27 +307,6 @@ def test_429_without_a_hint_waits_a_minute(sandbox, vr):
     assert statuses(invite_people(hook, vr["group"], vr["users"][:1])) == [Status.INVITED]
     assert len(waits) == 1 and waits[0] >= 60
     assert hook.logins == 1
-
-
-@pytest.mark.parametrize("kind", ["server_error", "reset", "truncated", "lost_response"])
-def test_transient_fault_on_invites_applies_once(sandbox, vr, kind):
-    hook = fast(VRChatHook(), then=sandbox.clear_faults)
-    hook.check_connection()
-    send = hook.send_invites
-    armed = [True]
-
-    def send_with_fault(group, users, request):  # the first invite meets the fault, once
-        if armed.pop() if armed else False:
-            sandbox.faults("vrchat", rate=1.0, kinds=[kind])
-        try:
-            return send(group, users, request)
-        finally:
-            sandbox.clear_faults()
-
-    hook.send_invites = send_with_fault  # type: ignore[method-assign]
-    outcomes = invite_people(hook, vr["group"], vr["users"][:1])
-    assert statuses(outcomes) == [Status.INVITED]
-    assert [i["applied"] for i in sandbox.invites("vrchat")] == [1]
 
 
 # -- input, user agent, secrets ----------------------------------------------------------------
@@ -419,3 +419,229 @@ def test_big_group_few_people_is_looked_up_per_person(sandbox, vr):
     gets = [r["path"] for r in sandbox.requests("vrchat")[before:] if r["method"] == "GET"]
     assert sum("/members/" in path for path in gets) == 3
     assert not any(path.endswith(("/members", "/invites", "/bans")) for path in gets)  # no listing
+
+
+# -- removal -----------------------------------------------------------------------------------
+
+
+def test_banned_and_blocking_people_are_already_absent_and_keep_their_relation(sandbox, vr):
+    named = vr["named"]
+    outcomes = remove_people(VRChatHook(), vr["group"], [named["banned"], named["userblocked"]])
+    assert [(o.status, o.code) for o in outcomes] == [
+        (Status.ALREADY_ABSENT, "banned"),
+        (Status.ALREADY_ABSENT, "userblocked"),
+    ]
+    assert deletes(sandbox) == [] and sandbox.removals("vrchat") == []
+    assert VRChatHook().lookup(vr["group"], [named["banned"]])[named["banned"]].code == "banned"  # ban kept
+
+
+def test_owner_and_bot_are_protected_each_with_its_reason(sandbox, vr):
+    named = vr["named"]
+    outcomes = remove_people(VRChatHook(), vr["group"], [named["owner"], named["bot"], named["member"]])
+    assert [(o.status, o.code) for o in outcomes] == [
+        (Status.FAILED, "protected"),
+        (Status.FAILED, "protected"),
+        (Status.REMOVED, None),
+    ]
+    assert "the group's owner" in outcomes[0].detail and "own account" in outcomes[1].detail
+    assert deletes(sandbox) == ["members"]  # the member's only
+    assert sorted(sandbox.members("vrchat", vr["group"])["protected"]) == sorted(
+        [named["owner"], named["bot"]]
+    )
+
+
+def test_kicking_the_owner_directly_is_refused_by_vrchat_and_reported_protected(sandbox, vr):
+    hook = VRChatHook()
+    hook.lookup(vr["group"], [vr["users"][0]])  # the group's facts, as the algorithm's look-up gets them
+    refused = hook.remove_members  # bypassing the look-up's protection: VRChat itself refuses
+    with pytest.raises(PermanentPlatformError) as caught:
+        refused(vr["group"], [vr["named"]["owner"]])
+    assert getattr(caught.value, "status", None) is Status.FAILED and caught.value.code == "protected"
+    assert vr["named"]["owner"] in sandbox.members("vrchat", vr["group"])["members"]
+
+
+def test_invitation_accepted_between_lookup_and_cancel_is_removed_after_a_recheck(sandbox, vr):
+    user = vr["users"][0]
+    invite_people(VRChatHook(), vr["group"], [user])
+    hook = VRChatHook()
+    after_lookup(hook, lambda: sandbox.accept("vrchat", vr["group"], user))
+    stats = RunStats()
+    outcomes = remove_people(hook, vr["group"], [user], stats=stats)
+    assert [o.status for o in outcomes] == [Status.REMOVED]
+    assert deletes(sandbox) == ["invites", "members"]  # 400 "wasn't invited", look again, remove
+    assert stats.rechecks == 1
+    assert user not in sandbox.members("vrchat", vr["group"])["members"]
+
+
+def test_member_gone_between_lookup_and_kick_is_already_absent_not_resent(sandbox, vr):
+    member = sandbox.people("vrchat", 1, group=vr["group"])[0]
+    hook = VRChatHook()
+    kick = f"{vr['api']}/groups/{vr['group']}/members/{member}"
+    after_lookup(hook, lambda: requests.delete(kick, headers=cookie(VRChatHook()), timeout=5))
+    outcomes = remove_people(hook, vr["group"], [member])
+    assert [(o.status, o.code) for o in outcomes] == [(Status.ALREADY_ABSENT, None)]
+    assert [r["status"] for r in calls(sandbox, f"/members/{member}", "DELETE")] == [200, 403]
+    assert sandbox.removals("vrchat") == [
+        {"platform": "vrchat", "group": vr["group"], "user": member, "applied": 1, "requests": 2}
+    ]
+
+
+def test_removal_without_the_permission_names_it_and_sends_nothing(sandbox, vr):
+    group = vr["limited"]  # the bot's role there: announcements only
+    member = sandbox.people("vrchat", 1, group=group)[0]
+    outcomes = remove_people(VRChatHook(), group, [member])
+    assert [(o.status, o.code) for o in outcomes] == [(Status.FAILED, "no-permission")]
+    assert "'group-members-remove'" in outcomes[0].detail
+    hook = VRChatHook()
+    hook.lookup(group, [member])
+    with pytest.raises(PermanentPlatformError, match="'group-invites-manage'"):
+        hook.cancel_invites(group, [vr["users"][0]])  # as the algorithm would for someone invited there
+    assert deletes(sandbox) == []
+
+
+def test_a_role_without_member_viewall_is_looked_up_per_person_and_cannot_list(sandbox, vr):
+    group = vr["limited"]
+    people = sandbox.people("vrchat", 5, group=group)
+    outcomes = invite_people(VRChatHook(), group, people)
+    assert {o.status for o in outcomes} == {Status.ALREADY_MEMBER}  # 5 > the 3 listing pages, yet per person
+    gets = [r["path"] for r in sandbox.requests("vrchat") if r["method"] == "GET"]
+    assert sum("/members/" in path for path in gets) == 5
+    assert not any(path.endswith(("/members", "/invites", "/bans")) for path in gets)
+    with pytest.raises(PermanentPlatformError, match="group-members-viewall"):
+        VRChatHook().list_group(group)
+
+
+def test_list_group_shows_members_and_invitations_with_the_protected(sandbox, vr):
+    named = vr["named"]
+    listed = VRChatHook().list_group(vr["group"])
+    assert listed[named["member"]].presence.value == "member" and not listed[named["member"]].protected
+    assert listed[named["invited"]].presence.value == "invited"
+    assert listed[named["owner"]].protected and listed[named["bot"]].protected
+    assert named["banned"] not in listed and named["requested"] not in listed
+
+
+def test_removing_200_members_costs_one_lookup_and_one_delete_each(sandbox, vr):
+    members = sandbox.people("vrchat", 200, group=vr["group"])
+    sandbox.limits("vrchat", scale=0)
+    hook = VRChatHook()
+    hook.auth_headers()
+    before = sandbox.request_count("vrchat")
+    outcomes = remove_people(hook, vr["group"], members)
+    assert {o.status for o in outcomes} == {Status.REMOVED}
+    sent = sandbox.requests("vrchat", since=before)
+    reads = [r["path"].rsplit("/", 1)[1] for r in sent if r["method"] == "GET"]
+    assert reads == [vr["group"], "members", "members", "members"]  # 203 members: 3 pages, all found
+    assert len(sent) == 4 + 200
+
+
+# -- display names -----------------------------------------------------------------------------
+
+
+def test_display_name_resolves_ignoring_case_through_one_search(sandbox, vr):
+    hook = VRChatHook()
+    stats = RunStats()
+    outcomes = invite_people(hook, vr["group"], ["name:ada LOVELACE"], stats=stats)
+    assert [(o.user, o.handle, o.status) for o in outcomes] == [
+        (vr["users"][0], "name:ada LOVELACE", Status.INVITED)
+    ]
+    assert [r["status"] for r in searches(sandbox)] == [200] and stats.handles == 1
+
+
+def test_shared_display_name_is_ambiguous_with_the_count_and_nobody_else_fails(sandbox, vr):
+    twins = sandbox.people_with_handles("vrchat", 2, handles={"display_name": "Same Name"})
+    assert [p["handles"] for p in twins] == [{"display_name": "Same Name"}] * 2  # VRChat allows it: no 409
+    outcomes = invite_people(VRChatHook(), vr["group"], ["name:Same Name", vr["users"][1]])
+    assert [(o.status, o.code) for o in outcomes] == [(Status.FAILED, "ambiguous"), (Status.INVITED, None)]
+    assert outcomes[0].detail.startswith("2 VRChat account(s) have this display name")
+    assert not any(p["id"] in outcomes[0].detail for p in twins)  # no other people's data
+    assert [i["user"] for i in sandbox.invites("vrchat")] == [vr["users"][1]]
+
+
+def test_fuzzy_search_pages_until_the_exact_name_is_sure(sandbox, vr):
+    people = sandbox.people("vrchat", 120)  # Person 1 .. Person 120: "Person 1" matches 32 of them
+    sandbox.people_with_handles("vrchat", 100, handles={"display_name": "Person 1x"})
+    outcomes = invite_people(VRChatHook(), vr["group"], ["name:Person 1"], dry_run=True)
+    assert [(o.user, o.status) for o in outcomes] == [(people[0], Status.WOULD_INVITE)]
+    assert [r["status"] for r in searches(sandbox)] == [200, 200]  # 132 fuzzy matches: two pages
+
+
+def test_a_name_too_common_to_be_sure_of_is_not_acted_on(sandbox, vr):
+    sandbox.people_with_handles("vrchat", 1, handles={"display_name": "Zed"})
+    sandbox.people_with_handles("vrchat", 1000, handles={"display_name": "Zed Twin"})
+    outcomes = invite_people(VRChatHook(), vr["group"], ["name:Zed"])
+    assert [(o.status, o.code) for o in outcomes] == [(Status.FAILED, "ambiguous")]
+    assert "among the first 1,000 accounts" in outcomes[0].detail
+    assert len(searches(sandbox)) == 10 and sandbox.invites("vrchat") == []
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("email:ada@example.org", "email: is not resolved on vrchat"),
+        ("ada@example.org", "vrchat cannot find people by e-mail"),
+        ("Ada Lovelace", "name:<"),  # a bare display name is not taken: VRChat ids are never names
+        ("name:", "name:<text of 1-256 characters on one line>"),
+        ("name:Ada\nLovelace", "name:<text of 1-256 characters on one line>"),
+    ],
+)
+def test_bad_handles_are_input_errors_before_any_request(sandbox, vr, given, expected):
+    with pytest.raises(InviteInputError, match=r"^users: expected") as caught:
+        invite_people(VRChatHook(), vr["group"], [given])
+    assert expected in str(caught.value)
+    assert sandbox.requests("vrchat") == []
+
+
+def test_throttled_search_waits_a_minute_then_resolves(sandbox, vr):
+    hook = VRChatHook()
+    hook.auth_headers()
+    sandbox.limits("vrchat", scale=0.001)
+    for _ in range(130):  # the session's budget spent by another client of the same session
+        requests.get(f"{vr['api']}/auth", headers=cookie(hook), timeout=5)
+    waits: list[float] = []
+    fast(hook, waits, then=lambda: sandbox.limits("vrchat", scale=0))
+    outcomes = invite_people(hook, vr["group"], ["name:Alan Turing"], dry_run=True)
+    assert [(o.user, o.status) for o in outcomes] == [(vr["users"][1], Status.WOULD_INVITE)]
+    assert waits and waits[0] >= 60
+
+
+# -- the sandbox answers as VRChat does ----------------------------------------------------------
+
+
+def test_sandbox_search_answers_limited_users_and_refuses_big_pages(sandbox, vr):
+    headers = cookie(VRChatHook())
+    found = requests.get(f"{vr['api']}/users", params={"search": "lovelace"}, headers=headers, timeout=5)
+    assert found.status_code == 200 and [u["displayName"] for u in found.json()] == ["Ada Lovelace"]
+    assert {"id", "displayName", "developerType", "isFriend", "last_platform", "status", "tags"} <= set(
+        found.json()[0]
+    )
+    assert not {"username", "email", "obfuscatedEmail"} & set(found.json()[0])
+    assert requests.get(f"{vr['api']}/users", headers=headers, timeout=5).json() == []  # no search: nothing
+    big = requests.get(f"{vr['api']}/users", params={"search": "a", "n": 101}, headers=headers, timeout=5)
+    assert big.status_code == 400 and "is much too high" in big.json()["error"]["message"]
+
+
+def test_sandbox_uninvite_and_kick_replies(sandbox, vr):
+    headers = cookie(VRChatHook())
+    base = f"{vr['api']}/groups/{vr['group']}"
+    stranger = vr["users"][0]
+    not_invited = requests.delete(f"{base}/invites/{stranger}", headers=headers, timeout=5)
+    assert not_invited.status_code == 400
+    assert not_invited.json()["error"]["message"] == "You can't uninvite a user who wasn't invited\u2024"
+    assert requests.delete(f"{base}/members/{stranger}", headers=headers, timeout=5).status_code == 403
+    kicked = requests.delete(f"{base}/members/{vr['named']['member']}", headers=headers, timeout=5)
+    assert kicked.json() == {"success": {"message": "Group member deleted!", "status_code": 200}}
+    owner = requests.delete(f"{base}/members/{vr['named']['owner']}", headers=headers, timeout=5)
+    assert owner.status_code == 403
+    uninvited = requests.delete(f"{base}/invites/{vr['named']['invited']}", headers=headers, timeout=5)
+    assert uninvited.status_code == 200
+    assert [(r["user"], r["applied"], r["requests"]) for r in sandbox.removals("vrchat")] == [
+        (stranger, 0, 2),
+        (vr["named"]["member"], 1, 1),
+        (vr["named"]["owner"], 0, 1),
+        (vr["named"]["invited"], 1, 1),
+    ]
+
+
+def test_sandbox_env_gives_each_newcomer_by_display_name(sandbox, vr):
+    env = sandbox.env()["vrchat"]
+    assert len(env["handles"]) == len(env["users"]) and env["handles"][0] == "name:Ada Lovelace"

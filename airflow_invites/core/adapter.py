@@ -34,13 +34,15 @@ class UserState:
     """What the look-up says about one person.
 
     ``protected`` is non-empty for a member who must never be removed, and says why ("the group's
-    owner", "the connection's own account").
+    owner", "the connection's own account"). ``holds`` is, for a BLOCKED person, the relation a
+    removal can still end (a deactivated member who cannot be invited still holds MEMBER).
     """
 
     presence: Presence
     detail: str = ""
     code: str | None = None
     protected: str = ""
+    holds: Presence | None = None
 
 
 ABSENT = UserState(Presence.ABSENT)
@@ -133,8 +135,10 @@ class MembershipAdapter(ABC):
     #: True where ``remove_members`` exists
     can_remove_members: ClassVar[bool] = False
     #: what it means when the platform answered a write that named someone who is still not where the
-    #: write should have put them (e.g. an unknown id dropped silently); reported with code not_applied
+    #: write should have put them (e.g. an unknown id dropped silently); reported with ``unconfirmed_code``
     unconfirmed_detail: ClassVar[str] = ""
+    #: the code reported with ``unconfirmed_detail`` (a platform may keep the code its users know)
+    unconfirmed_code: ClassVar[str] = "not_applied"
 
     # -- input ---------------------------------------------------------------------------------
 

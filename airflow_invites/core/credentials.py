@@ -125,7 +125,7 @@ class RotatingRefreshToken:
                     raise PlatformAuthError(
                         f"{self.platform}: connection {self.store.conn_id}: the refresh token was refused "
                         f"({refused.description}): it is spent, revoked or expired. {self.reauthorise}",
-                        code=refused.description[:60] or None,
+                        code=refused.code or refused.description[:60] or None,
                     ) from None
                 token = newer
                 continue
@@ -200,3 +200,84 @@ class SharedAccessToken:
     def refuse(self, token: str) -> None:
         """The platform refused ``token``: never use it again in this process."""
         self.refused.add(token)
+
+
+class KeptSession:
+    """A session a login opened (cookies, a session token), shared with the connection's next tasks.
+
+    For platforms whose sessions do not say when they end: the session is kept in the store as one
+    JSON object (masked) and used until a call is refused. Then the parts that outlive a refusal
+    (``durable``, e.g. a "remember this device" cookie that spares the next login its second factor)
+    are kept, the rest dropped, and another session is opened once. A ready session the connection
+    holds (``ready``, e.g. a cookie a human pasted) comes after a kept one and before a login.
+
+    :param login: opens a session, given the durable parts kept (possibly none); returns its values
+    :param fields: the names of the values kept (others in the store are ignored)
+    """
+
+    def __init__(
+        self,
+        store: RuntimeStore,
+        name: str,
+        *,
+        login: Callable[[dict[str, str]], dict[str, str]],
+        fields: tuple[str, ...],
+        durable: tuple[str, ...] = (),
+        ready: Mapping[str, str] | None = None,
+        remember: Callable[[str], object] = lambda value: None,
+    ) -> None:
+        self.store, self.name, self.login = store, name, login
+        self.fields, self.durable, self.ready = fields, durable, dict(ready or {})
+        self.remember = remember
+        self.values: dict[str, str] | None = None  # the session in use
+        self.source = ""  # where it came from: "store", "connection" or "login"
+
+    def current(self) -> dict[str, str]:
+        """The session in use; else a kept one, the connection's, or a new login (in that order)."""
+        if self.values is None:
+            kept = self._stored()
+            if set(kept) - set(self.durable):
+                self._use(kept, "store")
+            elif self.ready:
+                self._use(self.ready, "connection")
+            else:
+                self._open(kept)
+        return self.values or {}
+
+    def refused(self) -> dict[str, str]:
+        """The session in use was refused: the connection's (if a kept one failed and it differs), else a login."""
+        failed, source = self.values or {}, self.source
+        self.values = None
+        durable = {k: v for k, v in failed.items() if k in self.durable}
+        if source == "store":
+            self._keep(durable)
+        if self.ready and source == "store" and any(failed.get(k) != v for k, v in self.ready.items()):
+            self._use(self.ready, "connection")
+        else:
+            self._open(durable)
+        return self.values or {}
+
+    def _open(self, durable: dict[str, str]) -> None:
+        self._use({**durable, **self.login(durable)}, "login")
+        self._keep(self.values or {})
+
+    def _use(self, values: Mapping[str, str], source: str) -> None:
+        for value in values.values():
+            self.remember(value)
+        self.values, self.source = dict(values), source
+
+    def _keep(self, values: Mapping[str, str]) -> None:
+        if values:
+            self.store.set(self.name, json.dumps(dict(values)))
+        else:
+            self.store.delete(self.name)
+
+    def _stored(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.store.get(self.name) or "{}")
+            kept = {k: str(data[k]) for k in self.fields if data.get(k)}
+        except (ValueError, TypeError, AttributeError):
+            return {}  # unreadable: as if nothing was kept
+        for value in kept.values():
+            self.remember(value)
+        return kept

@@ -80,11 +80,12 @@ class AuthExpired(Exception):
 
 
 class RefreshTokenRefused(Exception):
-    """The token endpoint refused the refresh token sent (spent, revoked, unknown)."""
+    """The token endpoint refused the refresh token sent (spent, revoked, unknown); ``code`` is its error code."""
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, *, code: str | None = None) -> None:
         super().__init__(description)
         self.description = description
+        self.code = code
 
 
 class TransientPlatformError(AirflowException):

@@ -349,6 +349,8 @@ def decide(state: State, current: UserState) -> PersonResult | Write:
         if presence is Presence.INVITED:
             return PersonResult(Status.ALREADY_INVITED, current.detail, current.code)
         return PersonResult(Status.FAILED, current.detail, current.code)  # BLOCKED
+    if presence is Presence.BLOCKED and current.holds is not None:
+        presence = current.holds  # e.g. a deactivated member: not invitable, still removable
     if presence is Presence.MEMBER:
         if current.protected:
             return PersonResult(Status.FAILED, f"never removed: {current.protected}", "protected")
@@ -474,7 +476,7 @@ def _act(
                         adapter.unconfirmed_detail
                         or f"the platform answered but did not {decision.value} them"
                     )
-                    results[user] = PersonResult(Status.FAILED, detail, "not_applied")
+                    results[user] = PersonResult(Status.FAILED, detail, adapter.unconfirmed_code)
                 else:
                     pending[user] = decision  # lost: send again; or another write is needed now
             elif decision.status is Status.FAILED or why == "absent":
@@ -553,9 +555,11 @@ def _send(
     try:
         return dict(_guarded(calls[write], adapter, maybe_applied=True))
     except PersonRefused as refused:
-        if len(users) != 1:
+        # a batch refused because someone in it is not there (which one, the reply may not say):
+        # ALREADY_ABSENT is never taken on trust, so everyone in it is looked up again
+        if len(users) != 1 and refused.status is not Status.ALREADY_ABSENT:
             raise
-        return {users[0]: PersonResult(refused.status, str(refused), refused.code)}
+        return dict.fromkeys(users, PersonResult(refused.status, str(refused), refused.code))
     except TransientPlatformError as exc:
         if not exc.maybe_applied:
             raise

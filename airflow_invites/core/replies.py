@@ -102,6 +102,8 @@ class Reply:
     :param code: the platform's error code (number or name), if any
     :param message: the platform's error message, if any
     :param retry_after: the platform's wait hint in seconds (header or body), if any
+    :param name: the platform's name of ``code`` where it has one (Bungie's ``ErrorStatus`` for its
+        numeric ``ErrorCode``): the code outcomes and messages show
     """
 
     http_status: int
@@ -110,6 +112,7 @@ class Reply:
     code: str | int | None = None
     message: str = ""
     retry_after: float | None = None
+    name: str | None = None
 
 
 #: reads a parsed JSON body (and its response) into a ``Reply``
@@ -136,9 +139,12 @@ DEFAULT_STATUSES: Mapping[int, Rule] = {
 class ErrorTable:
     """One platform's error table and the one interpreter of replies.
 
-    Rules are looked up by the platform's code, then by message, then by HTTP status, then by the
-    shared defaults. ``extend`` makes the table of one endpoint whose codes mean something else
-    (its rules come first).
+    Rules are looked up by the platform's code, then by message, then (``unlisted``) for any other
+    code the platform gave, then by HTTP status, then by the shared defaults. ``extend`` makes the
+    table of one endpoint whose codes mean something else (its rules come first).
+
+    :param unlisted: what a reply carrying a platform code that no rule names means, for platforms
+        whose code says more than their HTTP status (None: the status decides)
     """
 
     def __init__(
@@ -149,12 +155,14 @@ class ErrorTable:
         statuses: Mapping[int, Rule] | None = None,
         *,
         throttle_wait: float | None = None,
+        unlisted: Rule | None = None,
     ) -> None:
         self.platform = platform
         self.codes: dict[str, Rule] = {str(k).casefold(): v for k, v in (codes or {}).items()}
         self.messages: tuple[MessageRule, ...] = tuple(messages)
         self.statuses: dict[int, Rule] = {**DEFAULT_STATUSES, **(statuses or {})}
         self.throttle_wait = throttle_wait
+        self.unlisted = unlisted
 
     def extend(
         self,
@@ -163,7 +171,7 @@ class ErrorTable:
         statuses: Mapping[int, Rule] | None = None,
     ) -> ErrorTable:
         """A copy whose given rules take precedence."""
-        table = ErrorTable(self.platform, throttle_wait=self.throttle_wait)
+        table = ErrorTable(self.platform, throttle_wait=self.throttle_wait, unlisted=self.unlisted)
         table.codes = {**self.codes, **{str(k).casefold(): v for k, v in (codes or {}).items()}}
         table.messages = (*messages, *self.messages)
         table.statuses = {**self.statuses, **(statuses or {})}
@@ -176,6 +184,8 @@ class ErrorTable:
         for candidate in self.messages:
             if candidate.http_status in (None, reply.http_status) and candidate.text.casefold() in message:
                 return candidate.rule
+        if self.unlisted is not None and reply.code not in (None, ""):
+            return self.unlisted
         if reply.http_status in self.statuses:
             return self.statuses[reply.http_status]
         if reply.http_status >= 500:
@@ -195,7 +205,7 @@ class ErrorTable:
 
     def error(self, reply: Reply, *, write: bool = False, person: bool = False) -> Exception:
         rule = self.rule_for(reply)
-        code = rule.code or (None if reply.code in (None, "") else str(reply.code))
+        code = rule.code or reply.name or (None if reply.code in (None, "") else str(reply.code))
         said = _said(reply)
         text = f"{self.platform}: {rule.detail}" + (f" ({said})" if said else "")
         meaning = rule.meaning
@@ -209,7 +219,7 @@ class ErrorTable:
         if meaning is Meaning.CREDENTIALS:
             return PlatformAuthError(text, code=code)
         if meaning is Meaning.TOKEN_REFUSED:
-            return RefreshTokenRefused(said or rule.detail)
+            return RefreshTokenRefused(said or rule.detail, code=code)
         if meaning is Meaning.PERSON and person:
             assert rule.status is not None, "a PERSON rule names the person's status"
             detail = rule.detail + (f" ({said})" if said else "")
@@ -220,8 +230,8 @@ class ErrorTable:
 def _said(reply: Reply) -> str:
     """What the platform said: ``CODE: message`` (shortened), or the HTTP status."""
     message = " ".join(reply.message.split())[:MESSAGE_SHOWN]
-    code = "" if reply.code in (None, "") else str(reply.code)
-    if code and message:
+    code = reply.name or ("" if reply.code in (None, "") else str(reply.code))
+    if code and message and message != code:
         return f"{code}: {message}"
     return code or message or f"HTTP {reply.http_status}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
@@ -182,6 +182,7 @@ class InvitesHook(BaseHook, MembershipAdapter):
         errors: ErrorTable | None = None,
         person: bool = False,
         write: bool = False,
+        auth: Callable[[], Mapping[str, str]] | None = None,
         **kwargs: Any,
     ) -> Any:
         """One authenticated API call through the shared HTTP layer.
@@ -189,7 +190,8 @@ class InvitesHook(BaseHook, MembershipAdapter):
         By default the reply is read with ``read_envelope`` and interpreted with ``errors`` (the
         hook's table unless an endpoint's own is given); ``person=True`` when the call names one
         person, so that a per-person refusal is that person's outcome. ``check`` replaces all that
-        for a reply of another shape.
+        for a reply of another shape. ``auth`` gives this call's headers instead of the hook's
+        session (an endpoint that takes a static key): no re-authentication then.
         """
         if check is None:
             table = errors or self.errors
@@ -202,11 +204,14 @@ class InvitesHook(BaseHook, MembershipAdapter):
             method,
             path,
             check=check,
-            auth=self._locked_auth_headers,
-            reauthenticate=self._locked_reauthenticate if self.can_reauthenticate() else None,
+            auth=auth or self._locked_auth_headers,
+            reauthenticate=self._reauthenticator() if auth is None else None,
             write=write,
             **kwargs,
         )
+
+    def _reauthenticator(self) -> Callable[[], None] | None:
+        return self._locked_reauthenticate if self.can_reauthenticate() else None
 
     def _locked_auth_headers(self) -> Mapping[str, str]:
         with self._auth_lock:

@@ -1,116 +1,121 @@
-"""VRChat groups: cookie sessions with TOTP two-factor, look-ups, group invites and their error table.
+"""VRChat groups: look-ups, invites, removals and display names, with VRChat's error table.
 
-Reference: ``shared/platforms/vrchat.md``. There are no API keys: a login (``GET /auth/user`` with
-HTTP Basic, each part URL-encoded before base64) answers with an ``auth`` cookie and, for accounts
-with an authenticator app, the HTTP 200 challenge ``{"requiresTwoFactorAuth":["totp","otp"]}``;
-``POST /auth/twofactorauth/totp/verify`` then makes the cookie usable and adds a
-``twoFactorAuth`` ("remember this device") cookie. VRChat limits how many sessions an account may
-open, so the cookies are kept between task runs in a masked Variable and a login happens only when
-a call answers 401. Inviting a banned person lifts the ban, so banned people are never invited.
+The sign-in (User-Agent, Basic login with TOTP, cookies kept between tasks) is ``VRChatSignIn``;
+this is the adapter. Every write names one person.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
-import re
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cached_property
-from http.cookiejar import DefaultCookiePolicy
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import quote
 
 import requests
 
-from airflow_invites.core.adapter import InviteRequest, InviteResult, Presence, UserState
-from airflow_invites.core.errors import (
-    AuthExpired,
-    InviteInputError,
-    PermanentPlatformError,
-    PlatformAuthError,
-    TransientPlatformError,
-)
-from airflow_invites.core.http import HttpClient, json_body, retry_after_seconds
+from airflow_invites.core import errors as err
+from airflow_invites.core.adapter import Handle, InviteRequest, PersonResult, Presence, Resolution, UserState
 from airflow_invites.core.outcome import Status
-from airflow_invites.core.totp import is_base32_secret, totp_code
-from airflow_invites.hooks.base import USER_AGENT, InvitesHook
+from airflow_invites.core.replies import ErrorTable, MessageRule, credentials, group, person, read_reply
+from airflow_invites.hooks.vrchat_signin import (
+    SESSION_TOKEN,
+    VRChatSignIn,
+    error_message,
+    normalise_message,
+)
+from airflow_invites.platforms import PLATFORMS
 
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-USER_ID_RE = re.compile(rf"^(usr_{UUID}|[A-Za-z0-9]{{10}})$")
-GROUP_ID_RE = re.compile(rf"^grp_{UUID}$")
-#: ``name/version`` then a contact (an e-mail address or a URL), as VRChat's firewall demands
-USER_AGENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[0-9A-Za-z][0-9A-Za-z._+-]*\s+\S.*$")
-CONTACT_RE = re.compile(r"[^\s@()<>]+@[^\s@()<>]+\.[A-Za-z]{2,}|https?://[^\s()<>]+\.[^\s()<>]+")
-PLACEHOLDER_CONTACT_RE = re.compile(r"(@|//)(www\.)?example\.(com|org|net)\b|my@email\.com", re.IGNORECASE)
-DEFAULT_USER_AGENT = USER_AGENT
-DEFAULT_HOST = "https://api.vrchat.cloud/api/1"
-PAGE = 100  # the largest ``n`` VRChat accepts
-SESSION_TOKEN = "session_token"  # RuntimeStore name (contains "token": Airflow masks it)
-#: no Retry-After on a 429: VRChat asks clients to back off for a minute, not to hammer
-DEFAULT_THROTTLE_WAIT_S = 60.0
-INVITE_PERMISSIONS = {"*", "group-invites-manage"}
+__all__ = ["SESSION_TOKEN", "VRChatHook", "error_message", "normalise_message"]
+
+SPEC = PLATFORMS["vrchat"]
+PAGE = 100  # the largest ``n`` VRChat accepts, for group listings and the user search
+SEARCH_PAGES = 10  # a name search reads at most this many pages; a name matching more is not resolved
+#: what the bot's role needs in the group for each write ("*", the owner's role, has all); inviting
+#: needs the bans too: an invite lifts a ban, so banned people must be seen first
+NEEDS = {
+    "invite": ("group-invites-manage", "group-bans-manage"),
+    "cancel": ("group-invites-manage",),
+    "remove": ("group-members-remove",),
+}
+#: listing a group beats asking per person only with these: without ``group-members-viewall``,
+#: ``/members`` shows only the bot's friends, so someone missing from it may still be a member
+LISTING_NEEDS = ("group-members-viewall", "group-invites-manage", "group-bans-manage")
 #: relations a per-person look-up acts on; others (requested, left...) leave the person invitable
 RELATIONS_THAT_COUNT = {"member", "invited", "banned", "userblocked"}
-BAN_PERMISSIONS = {"*", "group-bans-manage"}
-
-#: VRChat writes messages with look-alike punctuation (U+2024 for a full stop, U+01C3 for ``!``...)
-LOOKALIKES = str.maketrans(
-    {"\u2024": ".", "\u01c3": "!", "\u02f8": ":", "\u201a": ",", "\u2018": "'", "\u2019": "'", "\u00a0": " "}
+TOO_MANY_SESSIONS = (
+    "VRChat refuses new logins for this account for now (created too many sessions): do not retry for 30 "
+    "minutes to hours, and check that nothing else logs in with this account (sessions are kept between runs)"
 )
+NOT_IN_GROUP = "the bot account is not a member of this group"
+NO_PERMISSION = "the bot account's role lacks a permission here"
+WAF = "VRChat's firewall refused the User-Agent; set the connection's extra user_agent to 'name/version contact'"
+#: one person's outcome, by (HTTP status, part of the normalised message): status, our code, meaning,
+#: and what a look-up naming them learns (None: no such person)
+PERSON_REPLIES = {
+    (400, "already a member"): (Status.ALREADY_MEMBER, "already-member", "already a member", Presence.MEMBER),
+    (400, "already invited"): (Status.ALREADY_INVITED, "already-invited", "invite pending", Presence.INVITED),
+    (400, "can't uninvite"): (Status.ALREADY_ABSENT, "not-invited", "no pending invitation", None),
+    (403, "can't invite"): (
+        Status.FAILED,
+        "cannot-invite",
+        "VRChat refuses to invite them",
+        Presence.BLOCKED,
+    ),
+    (403, "too many groups"): (Status.FAILED, "too-many-groups", "in too many groups", None),
+    (404, "user not found"): (Status.FAILED, "user-not-found", "no such VRChat user", None),
+}
+#: refusals of the whole call, by (HTTP status, part of the normalised message): our code, meaning
+GROUP_REPLIES = {
+    (404, "group"): ("group-not-found", "group not found"),
+    (403, "not a member"): ("not-a-member", NOT_IN_GROUP),
+    (403, "permission"): ("no-permission", NO_PERMISSION),
+    (403, "not allowed"): ("no-permission", NO_PERMISSION),
+}
+#: what VRChat's replies mean (messages normalised: look-alike punctuation, JSON quotes); first match wins
+ERRORS = ErrorTable(
+    "vrchat",
+    codes={13799: group(WAF, code="user-agent-refused")},  # the firewall's ``waf_code``
+    messages=[
+        *(
+            MessageRule(text, person(status, why, presence=seen, code=code), http)
+            for (http, text), (status, code, why, seen) in PERSON_REPLIES.items()
+        ),
+        *(
+            MessageRule(text, group(why, code=code), http)
+            for (http, text), (code, why) in GROUP_REPLIES.items()
+        ),
+        MessageRule("too many sessions", credentials(TOO_MANY_SESSIONS), 429),
+    ],
+    throttle_wait=60.0,  # no Retry-After on a 429: VRChat asks clients to back off for a minute
+)
+#: on ``DELETE /groups/{id}/members/{userId}``, "not a member" is about the person named
+REMOVE_ERRORS = ERRORS.extend(
+    messages=[
+        MessageRule("not a member", person(Status.ALREADY_ABSENT, "not a member", code="not-a-member"), 403),
+        MessageRule("owner", person(Status.FAILED, "VRChat keeps the group's owner", code="protected"), 403),
+    ]
+)
+
+
+def name_key(display_name: str) -> str:
+    """What two display names must share to be the same: the text, ignoring case (as VRChat's search)."""
+    return unicodedata.normalize("NFC", display_name).strip().casefold()
 
 
 @dataclass(frozen=True)
-class Rule:
-    """One line of the error table."""
+class GroupFacts:
+    """What ``GET /groups/{id}`` says that the look-up and the writes need."""
 
-    status: int
-    text: str  # substring of the normalised message
-    result: Status | None  # None: the whole call is refused (PermanentPlatformError)
-    code: str
-    detail: str
+    owner: str
+    me: str
+    permissions: frozenset[str]
+    member_count: int
 
-
-#: THE error table: (HTTP status, message substring) -> what it means. First match wins.
-#: 401 (log in again once), 429 (back off, never log in again) and 5xx are handled in ``_raise_for``.
-ERROR_TABLE: tuple[Rule, ...] = (
-    Rule(400, "already a member", Status.ALREADY_MEMBER, "already-member", "already a member"),
-    Rule(400, "already invited", Status.ALREADY_INVITED, "already-invited", "an invite is pending"),
-    Rule(
-        403, "can't invite that user", Status.FAILED, "cannot-invite", "VRChat refuses invites to this user"
-    ),
-    Rule(403, "too many groups", Status.FAILED, "too-many-groups", "the user is in too many groups"),
-    Rule(404, "user not found", Status.FAILED, "user-not-found", "no such VRChat user"),
-    Rule(404, "group", None, "group-not-found", "group not found"),
-    Rule(403, "not a member", None, "not-a-member", "the bot account is not a member of this group"),
-    Rule(403, "permission", None, "no-permission", "the bot account's role lacks a permission here"),
-    Rule(403, "not allowed", None, "no-permission", "the bot account's role lacks a permission here"),
-)
+    def grants(self, *permissions: str) -> bool:
+        return "*" in self.permissions or self.permissions.issuperset(permissions)
 
 
-def normalise_message(text: str) -> str:
-    """Plain lower-case text: look-alikes replaced, JSON quoting removed."""
-    text = unicodedata.normalize("NFKC", text.translate(LOOKALIKES))
-    return text.strip().strip('"').strip().casefold()
-
-
-def error_message(body: Any) -> str:
-    """The message of VRChat's envelopes: ``{"error":{"message":...}}`` or ``{"error":"..."}``."""
-    if not isinstance(body, dict):
-        return ""
-    error = body.get("error")
-    if isinstance(error, dict):
-        message = error.get("message", "")
-        if isinstance(message, str) and message.startswith('"'):
-            with contextlib.suppress(ValueError):
-                message = json.loads(message)
-        return str(message)
-    return str(error or "")
-
-
-class VRChatHook(InvitesHook):
+class VRChatHook(VRChatSignIn):
     """VRChat API (``api/1``). Connection type ``vrchat``."""
 
     platform = "vrchat"
@@ -118,359 +123,187 @@ class VRChatHook(InvitesHook):
     default_conn_name = "vrchat_default"
     conn_type = "vrchat"
     hook_name = "VRChat"
-    default_host = DEFAULT_HOST
-    secret_extras = ("totp_secret", "auth_cookie")
-    invite_batch_size = 1  # POST /groups/{id}/invites names one person
-    client_rate = (2.0, 10)  # VRChat publishes no limit and asks for gentle clients
-    write_concurrency = 4  # round trips overlap; the pacing above keeps the rate
+    default_host = "https://api.vrchat.cloud/api/1"
+    errors = ERRORS
+    # each write and search names one person: POST/DELETE .../invites[/{userId}], DELETE .../members/{userId}
+    invite_batch_size = cancel_batch_size = remove_batch_size = resolve_batch_size = 1
+    can_cancel_invites = can_remove_members = True
+    unconfirmed_detail = "VRChat answered 200, but a new look-up does not show the change"
+    adaptive_rate = (2.0, 4)  # VRChat publishes no limit and asks for gentle clients: start slow, learn
+    write_concurrency = 4  # round trips overlap; the pacer keeps the rate
 
     def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id, **kwargs)
-        self._cookies: dict[str, str] | None = None  # auth (+ twoFactorAuth) in use
-        self._cookie_source = ""  # "store", "connection" or "login"
-        self._permissions: dict[str, set[str]] = {}
-        #: logins this hook made (every one counts against VRChat's session limit)
-        self.logins = 0
+        self._groups: dict[str, GroupFacts] = {}
 
-    # -- connection ------------------------------------------------------------------------------
-
-    def base_url(self) -> str:
-        url = super().base_url()
-        return url if url.endswith("/api/1") else f"{url}/api/1"
-
-    def user_agent(self) -> str:
-        value = str(self.extra("user_agent", DEFAULT_USER_AGENT)).strip()
-        expected = "name/version contact, e.g. 'acme-invites/1.2 ops@acme.org' (a real contact)"
-        field = f"connection {self.conn_id}: extra user_agent"
-        if not USER_AGENT_RE.fullmatch(value) or not CONTACT_RE.search(value.split(None, 1)[1]):
-            raise InviteInputError(field, expected, value)
-        if PLACEHOLDER_CONTACT_RE.search(value):
-            raise InviteInputError(field, expected + ", not a placeholder", value)
-        return value
-
-    @cached_property
-    def http(self) -> HttpClient:
-        client = super().http
-        # cookies are sent explicitly (auth_headers), never picked up silently by the session
-        client.session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        return client
-
-    def _totp_secret(self) -> str | None:
-        secret = self.extra("totp_secret")
-        if secret and not is_base32_secret(str(secret)):
-            raise InviteInputError(
-                f"connection {self.conn_id}: extra totp_secret", "a base32 string", show_value=False
-            )
-        return str(secret) if secret else None
-
-    # -- session ---------------------------------------------------------------------------------
-
-    def auth_headers(self) -> Mapping[str, str]:
-        if self._cookies is None:
-            self._open_session()
-        return {"Cookie": _cookie_header(self._cookies or {})}
-
-    def can_reauthenticate(self) -> bool:
-        return True  # reauthenticate() itself says clearly when no other credential is left
-
-    def reauthenticate(self) -> None:
-        """The cookie in use was refused: try the connection's cookie, else log in (once)."""
-        failed, source = self._cookies or {}, self._cookie_source
-        self._cookies = None
-        if source == "store":
-            kept = {k: v for k, v in failed.items() if k == "twoFactorAuth"}
-            if kept:
-                self.store.set(SESSION_TOKEN, json.dumps(kept))
-            else:
-                self.store.delete(SESSION_TOKEN)
-        ready = self.extra("auth_cookie")
-        if ready and source == "store" and failed.get("auth") != ready:
-            self._use({"auth": str(ready)}, "connection")
-            return
-        self._login(two_factor=failed.get("twoFactorAuth"))
-
-    def _open_session(self) -> None:
-        """Cookies kept by an earlier task, else the connection's cookie, else a login."""
-        stored = self._stored_cookies()
-        if stored.get("auth"):
-            self._use(stored, "store")
-            return
-        ready = self.extra("auth_cookie")
-        if ready:
-            self._use({"auth": str(ready)}, "connection")
-            return
-        self._login(two_factor=stored.get("twoFactorAuth"))
-
-    def _stored_cookies(self) -> dict[str, str]:
-        raw = self.store.get(SESSION_TOKEN)
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            data = {}
-        cookies = {k: str(v) for k, v in data.items() if k in ("auth", "twoFactorAuth") and v}
-        for value in cookies.values():
-            self.remember_secret(value)
-        return cookies
-
-    def _use(self, cookies: dict[str, str], source: str) -> None:
-        for value in cookies.values():
-            self.remember_secret(value)
-        self._cookies, self._cookie_source = cookies, source
-
-    def _login(self, *, two_factor: str | None) -> None:
-        """Basic login, then TOTP if VRChat asks for it; keeps the cookies for later tasks."""
-        conn = self.connection
-        if not conn.login or not conn.password:
-            raise PlatformAuthError(
-                f"vrchat: no usable session and connection {self.conn_id} has no username/password "
-                "to log in with; re-authorise this connection (a fresh auth cookie, or a login)"
-            )
-        secret = self._totp_secret()
-        raw = f"{quote(conn.login, safe='')}:{quote(conn.password, safe='')}"
-        basic = base64.b64encode(raw.encode()).decode()
-        self.remember_secret(basic)
-        headers = {"Authorization": f"Basic {basic}"}
-        if two_factor:
-            headers["Cookie"] = _cookie_header({"twoFactorAuth": two_factor})
-        self.logins += 1
-        self.log.info("vrchat: logging in as %s (no usable session)", conn.login)
-        body, cookies = self.http.request("GET", "auth/user", headers=headers, check=self._check_login)
-        session = {"auth": cookies.get("auth", "")}
-        if two_factor and "twoFactorAuth" not in cookies:
-            session["twoFactorAuth"] = two_factor
-        session.update({k: v for k, v in cookies.items() if k == "twoFactorAuth"})
-        if not session["auth"]:
-            raise PlatformAuthError("vrchat: the login answered without an auth cookie")
-        self._use(session, "login")
-        methods = body.get("requiresTwoFactorAuth")
-        if methods is not None:
-            self._second_factor(list(methods), secret)
-        self.store.set(SESSION_TOKEN, json.dumps(self._cookies))
-
-    def _second_factor(self, methods: list[str], secret: str | None) -> None:
-        if "totp" not in methods:
-            raise PlatformAuthError(
-                f"vrchat: this account's only two-factor method is {methods}; e-mail codes cannot be "
-                "automated. Enable an authenticator app (TOTP) on the account and set the "
-                "connection's TOTP secret."
-            )
-        if not secret:
-            raise PlatformAuthError(
-                f"vrchat: the account asks for an authenticator code; set connection {self.conn_id}'s "
-                "extra totp_secret (the base32 seed)"
-            )
-        body, cookies = self.http.request(
-            "POST",
-            "auth/twofactorauth/totp/verify",
-            json={"code": totp_code(secret)},
-            headers={"Cookie": _cookie_header(self._cookies or {})},
-            check=self._check_verify,
-        )
-        if body.get("verified") is not True:
-            raise PlatformAuthError(
-                "vrchat: the authenticator code was refused; check the TOTP secret and the worker's clock"
-            )
-        self._use({**(self._cookies or {}), **cookies}, "login")
-
-    def _check_login(self, response: requests.Response) -> tuple[dict[str, Any], dict[str, str]]:
-        status = response.status_code
-        body = _lenient_json(response)
-        if status == 200:
-            body = json_body(response, self.platform)
-            if not isinstance(body, dict):
-                raise TransientPlatformError("vrchat: malformed login reply")
-            return body, _reply_cookies(response)
-        message = normalise_message(error_message(body))
-        if status == 401:
-            raise PlatformAuthError(
-                "vrchat: login refused (invalid username/e-mail or password); re-authorise this connection"
-            )
-        if status == 429 and "too many sessions" in message:
-            raise PlatformAuthError(
-                "vrchat: VRChat refuses new logins for this account for now (created too many "
-                "sessions); this lasts 30 minutes to hours, so do not retry sooner. Sessions are reused "
-                "between runs: check that nothing else logs in with this account."
-            )
-        self._raise_for(response, body)
-        raise PermanentPlatformError(f"vrchat: unexpected login reply HTTP {status}")
-
-    def _check_verify(self, response: requests.Response) -> tuple[dict[str, Any], dict[str, str]]:
-        if 400 <= response.status_code < 500 and response.status_code != 429:
-            raise PlatformAuthError(
-                "vrchat: the authenticator code was refused; check the TOTP secret and the worker's clock"
-            )
-        return self._check_login(response)
-
-    # -- the error table -------------------------------------------------------------------------
-
-    def _raise_for(self, response: requests.Response, body: Any, *, write: bool = False) -> Rule | None:
-        """Raise for errors that are not one person's; return the person-level rule, if any."""
-        status = response.status_code
-        message = error_message(body)
-        plain = normalise_message(message)
-        if status == 401:
-            raise AuthExpired(f"vrchat: session refused ({plain or 'HTTP 401'})")
-        if status == 429:
-            hint = retry_after_seconds(response)
-            raise TransientPlatformError(
-                "vrchat: rate limited (429)",
-                retry_after=DEFAULT_THROTTLE_WAIT_S if hint is None else hint,
-            )
-        if status >= 500:
-            raise TransientPlatformError(f"vrchat: server error HTTP {status}", maybe_applied=write)
-        if status == 403 and isinstance(body, dict) and "waf_code" in body.get("error", {}):
-            raise PermanentPlatformError(
-                "vrchat: VRChat's firewall refused the User-Agent; set the connection's extra "
-                "user_agent to 'name/version contact'",
-                code="user-agent-refused",
-            )
-        for rule in ERROR_TABLE:
-            if rule.status == status and rule.text in plain:
-                if rule.result is None:
-                    raise PermanentPlatformError(f"vrchat: {rule.detail} ({message})", code=rule.code)
-                return rule
-        raise PermanentPlatformError(f"vrchat: HTTP {status}: {message[:200]}", code=f"http-{status}")
-
-    def _check(self, response: requests.Response) -> Any:
-        """A read: the parsed body, or raise."""
-        if 200 <= response.status_code < 300:
-            return json_body(response, self.platform)
-        rule = self._raise_for(response, _lenient_json(response))
-        assert rule is not None
-        raise PermanentPlatformError(f"vrchat: {rule.detail}", code=rule.code)
-
-    def _check_invite(self, response: requests.Response) -> InviteResult:
-        """The invite's outcome for its one person, or raise for the whole group."""
-        if 200 <= response.status_code < 300:
-            return InviteResult(Status.INVITED)  # the status says it; the body may be empty
-        rule = self._raise_for(response, _lenient_json(response), write=True)
-        assert rule is not None and rule.result is not None
-        return InviteResult(rule.result, rule.detail, rule.code)
-
-    # -- adapter ---------------------------------------------------------------------------------
+    # -- input -----------------------------------------------------------------------------------
 
     def normalize_group(self, group: object) -> str:
-        if not isinstance(group, str) or not GROUP_ID_RE.fullmatch(group.strip()):
-            raise InviteInputError("group", "a VRChat group id: grp_<lower-case uuid>", group)
+        if not isinstance(group, str) or not SPEC.group_re.fullmatch(group.strip()):
+            raise err.InviteInputError("group", "a VRChat group id: grp_<lower-case uuid>", group)
         return group.strip()
 
     def normalize_user(self, user: object) -> str:
-        if not isinstance(user, str) or not USER_ID_RE.fullmatch(user.strip()):
-            raise InviteInputError(
-                "users", "VRChat user ids: usr_<lower-case uuid> or a legacy 10-character id", user
-            )
+        if not isinstance(user, str) or not SPEC.user_re.fullmatch(user.strip()):
+            expected = "VRChat user ids: usr_<lower-case uuid> or a legacy 10-character id"
+            raise err.InviteInputError("users", expected, user)
         return user.strip()
 
     def normalize_request(self, request: InviteRequest) -> InviteRequest:
         override = request.extra.get("confirm_override_block", False)
         if not isinstance(override, bool):
-            raise InviteInputError("confirm_override_block", "true or false", override)
+            raise err.InviteInputError("confirm_override_block", "true or false", override)
         return InviteRequest(message=None, extra={"confirm_override_block": override})
 
+    # -- reads -----------------------------------------------------------------------------------
+
+    def resolve(self, handles: Sequence[Handle]) -> Mapping[Handle, Resolution]:
+        """``name:`` through ``GET /users?search=`` (fuzzy): the exact display names, ignoring case."""
+        [handle] = handles
+        wanted, ids, more = name_key(handle.value), dict[str, None](), ""
+        for number, page in enumerate(self._pages("users", search=handle.value), 1):
+            ids.update((_user_id(u), None) for u in page if name_key(u.get("displayName") or "") == wanted)
+            if number == SEARCH_PAGES and len(page) == PAGE:  # more pages follow: other matches may too
+                more = f" among the first {SEARCH_PAGES * PAGE:,} accounts VRChat's search lists; more follow"
+                break
+        if len(ids) == 1 and not more:
+            return {handle: Resolution.found(next(iter(ids)))}
+        if ids:
+            why = f"{len(ids)} VRChat account(s) have this display name{more}"
+            return {handle: Resolution.ambiguous(max(len(ids), 2), why)}
+        return {handle: Resolution.not_found(f"no VRChat account has this display name{more}")}
+
     def lookup(self, group: str, users: Sequence[str]) -> Mapping[str, UserState]:
-        """The group (and whether we may invite), then members, sent invites and bans."""
-        info = self.call("GET", f"groups/{group}", check=self._check)
+        """The group (is the bot in it, owner, permissions), then each person or the listings, by cost."""
+        facts = self._group_facts(group)
+        others = [user for user in users if user != facts.me]
+        listing_cost = -(-facts.member_count // PAGE) + 2  # + the invites and bans pages
+        if len(others) < listing_cost or not facts.grants(*LISTING_NEEDS):
+            found = self._lookup_each(group, others)
+        else:
+            found = self._listed(group, ("members", "invites", "bans"), set(others))
+        return _protect(found, facts, me=len(others) < len(users))
+
+    def list_group(self, group: str) -> Mapping[str, UserState]:
+        """Members and pending invitations; only for a bot that VRChat shows every member."""
+        facts = self._group_facts(group)
+        if not facts.grants(*LISTING_NEEDS):
+            why = f"vrchat: the bot account's role needs {list(LISTING_NEEDS)} here to see every member"
+            raise err.PermanentPlatformError(why, code="no-permission")
+        return _protect(self._listed(group, ("members", "invites"), None), facts, me=True)
+
+    def _group_facts(self, group: str) -> GroupFacts:
+        info = self.call("GET", f"groups/{group}")
         mine = info.get("myMember") or {}
-        permissions = set(mine.get("permissions") or [])
-        if not mine or mine.get("membershipStatus", "member") != "member":
-            raise PermanentPlatformError(
-                "vrchat: the bot account is not a member of this group", code="not-a-member"
-            )
-        if not permissions & INVITE_PERMISSIONS:
-            raise PermanentPlatformError(
-                "vrchat: the bot account's role lacks 'group-invites-manage' in this group",
-                code="no-permission",
-            )
-        if not permissions & BAN_PERMISSIONS:
-            raise PermanentPlatformError(
-                "vrchat: the bot account's role lacks 'group-bans-manage', so bans cannot be checked; "
-                "inviting a banned user would lift the ban, so nobody is invited",
-                code="no-permission",
-            )
-        listing_cost = -(-int(info.get("memberCount") or 0) // PAGE) + 2  # + the invites and bans pages
-        if len(users) < listing_cost:
-            return self._lookup_each(group, users)
-        wanted = set(users)
-        found: dict[str, UserState] = {}
-        for listing in ("members", "invites", "bans"):
-            for member in self._listing(group, listing):
-                user = member.get("userId")
-                if user in wanted and user not in found:
-                    found[user] = _state(listing, member)
-                if wanted <= found.keys():
-                    return found
-        return found
+        if mine.get("membershipStatus") != "member":
+            raise err.PermanentPlatformError(f"vrchat: {NOT_IN_GROUP}", code="not-a-member")
+        permissions, count = frozenset(mine.get("permissions") or []), int(info.get("memberCount") or 0)
+        self._groups[group] = GroupFacts(str(info["ownerId"]), str(mine["userId"]), permissions, count)
+        return self._groups[group]
 
     def _lookup_each(self, group: str, users: Sequence[str]) -> dict[str, UserState]:
         """``GET /groups/{id}/members/{userId}`` per person: any relation (member, invited, banned) or null."""
         found: dict[str, UserState] = {}
         for user in users:
-            record = self.call("GET", f"groups/{group}/members/{user}", check=self._check)
+            try:
+                record = self.call("GET", f"groups/{group}/members/{user}", person=True)
+            except err.PersonRefused as refused:  # e.g. 404 for an id no account has
+                found[user] = UserState(refused.presence or Presence.NOT_FOUND, str(refused), refused.code)
+                continue
             if isinstance(record, dict) and record.get("membershipStatus") in RELATIONS_THAT_COUNT:
                 found[user] = _state("member", record)
         return found
 
-    def _listing(self, group: str, listing: str) -> Iterator[dict[str, Any]]:
-        """The items of a group listing, ``n=100`` per page (a short page is the last one)."""
+    def _listed(self, group: str, listings: Sequence[str], wanted: set[str] | None) -> dict[str, UserState]:
+        """Who the listings show, page by page, until everyone ``wanted`` is found (None: everyone)."""
+        found: dict[str, UserState] = {}
+        for listing in listings:
+            for page in self._pages(f"groups/{group}/{listing}"):
+                for item in page:
+                    user = str(item.get("userId") or "")
+                    if user and (wanted is None or user in wanted) and user not in found:
+                        found[user] = _state(listing, item)
+                if wanted is not None and wanted <= found.keys():
+                    return found
+        return found
+
+    def _pages(self, path: str, **params: str) -> Iterator[list[dict[str, Any]]]:
+        """The pages of a listing or search, ``n=100`` each (a short page is the last one)."""
         offset = 0
         while True:
-            page = self.call(
-                "GET", f"groups/{group}/{listing}", params={"n": PAGE, "offset": offset}, check=self._check
-            )
+            page = self.call("GET", path, params={**params, "n": PAGE, "offset": offset})
             if not isinstance(page, list):
-                raise TransientPlatformError(f"vrchat: malformed {listing} listing")
-            yield from (item for item in page if isinstance(item, dict) and item.get("userId"))
-            offset += len(page)
+                raise err.TransientPlatformError(f"vrchat: {path.rsplit('/', 1)[-1]} answered no list")
+            yield [item for item in page if isinstance(item, dict)]
             if len(page) < PAGE:
                 return
+            offset += len(page)
+
+    # -- writes ----------------------------------------------------------------------------------
 
     def send_invites(
         self, group: str, users: Sequence[str], request: InviteRequest
-    ) -> Mapping[str, InviteResult]:
-        results: dict[str, InviteResult] = {}
-        for user in users:
-            body = {"userId": user, "confirmOverrideBlock": bool(request.extra.get("confirm_override_block"))}
-            results[user] = self.call(
-                "POST", f"groups/{group}/invites", json=body, check=self._check_invite, write=True
-            )
-        return results
+    ) -> dict[str, PersonResult]:
+        [user] = users
+        body = {"userId": user, "confirmOverrideBlock": bool(request.extra.get("confirm_override_block"))}
+        self._write("invite", group, "POST", "invites", json=body)
+        return {user: PersonResult(Status.INVITED)}
+
+    def cancel_invites(self, group: str, users: Sequence[str]) -> dict[str, PersonResult]:
+        """``DELETE /groups/{id}/invites/{userId}``; "wasn't invited" is ALREADY_ABSENT (checked again)."""
+        [user] = users
+        self._write("cancel", group, "DELETE", f"invites/{user}")
+        return {user: PersonResult(Status.INVITE_CANCELLED)}
+
+    def remove_members(self, group: str, users: Sequence[str]) -> dict[str, PersonResult]:
+        """``DELETE /groups/{id}/members/{userId}``; the look-up keeps the owner and the bot from here."""
+        [user] = users
+        self._write("remove", group, "DELETE", f"members/{user}", errors=REMOVE_ERRORS)
+        return {user: PersonResult(Status.REMOVED)}
+
+    def _write(
+        self, write: str, group: str, method: str, path: str, errors: ErrorTable = ERRORS, **kw: Any
+    ) -> None:
+        """A write about one person in ``group``, once the bot's role may (else a refusal naming the
+        permission); any 2xx is done (VRChat may answer an empty body); else ``errors`` say what it is."""
+        facts = self._groups.get(group) or self._group_facts(group)
+        for permission in NEEDS[write]:
+            if not facts.grants(permission):
+                why = f"vrchat: the bot account's role lacks '{permission}' in this group"
+                raise err.PermanentPlatformError(why, code="no-permission")
+
+        def check(response: requests.Response) -> None:
+            if not 200 <= response.status_code < 300:
+                reply = read_reply(response, self.platform, self.read_envelope, write=True)
+                errors.interpret(reply, write=True, person=True)
+
+        self.call(method, f"groups/{group}/{path}", check=check, write=True, **kw)
 
     def group_url(self, group: str) -> str | None:
         return f"https://vrchat.com/home/group/{group}"
-
-    def check_connection(self) -> str:
-        me = self.call("GET", "auth/user", check=self._check)
-        if "requiresTwoFactorAuth" in me:
-            raise PlatformAuthError("vrchat: the session still waits for two-factor authentication")
-        return f"Connected to VRChat as {me.get('displayName', '?')} ({me.get('id', '?')})"
 
 
 def _state(listing: str, member: Mapping[str, Any]) -> UserState:
     status = member.get("membershipStatus")
     if listing == "bans" or status == "banned":
-        return UserState(
-            Presence.BLOCKED,
-            "banned from this group: not invited (an invite would lift the ban)",
-            "banned",
-        )
+        return UserState(Presence.BLOCKED, "banned: not invited (an invite would lift the ban)", "banned")
     if status == "userblocked":
         return UserState(Presence.BLOCKED, "the user blocked this group", "userblocked")
-    if listing == "invites" or status == "invited":
-        return UserState(Presence.INVITED)
-    return UserState(Presence.MEMBER)
+    return UserState(Presence.INVITED if listing == "invites" or status == "invited" else Presence.MEMBER)
 
 
-def _cookie_header(cookies: Mapping[str, str]) -> str:
-    return "; ".join(f"{name}={value}" for name, value in cookies.items() if value)
+def _protect(found: dict[str, UserState], facts: GroupFacts, *, me: bool) -> dict[str, UserState]:
+    """The look-up's states, with the owner and (if asked about) the bot's own account never removed."""
+    if me:
+        found[facts.me] = UserState(Presence.MEMBER, protected="the connection's own account")
+    owner = found.get(facts.owner)
+    if owner is not None and owner.presence is Presence.MEMBER:
+        found[facts.owner] = replace(owner, protected="the group's owner")
+    return found
 
 
-def _reply_cookies(response: requests.Response) -> dict[str, str]:
-    return {c.name: c.value for c in response.cookies if c.name in ("auth", "twoFactorAuth") and c.value}
-
-
-def _lenient_json(response: requests.Response) -> Any:
-    """Error bodies: JSON if they are, else None (some 429/5xx replies are HTML or text)."""
-    try:
-        return response.json()
-    except ValueError:
-        return None
+def _user_id(found: Mapping[str, Any]) -> str:
+    """A search result's id; one of another shape is a reply we do not understand (no guess)."""
+    if not SPEC.user_re.fullmatch(user := str(found.get("id", ""))):
+        raise ValueError("the user search answered an id of an unexpected shape")
+    return user

@@ -14,8 +14,9 @@ from airflow_invites.operators.base import GroupInviteOperator, GroupRemoveOpera
 class PlayFabGroupInviteOperator(GroupInviteOperator):
     """Invite title players into a PlayFab group (``InviteToGroup``, one player per call).
 
-    People are ``title_player_account`` ids (16 upper-case hex), ``character:<id>``, or EntityKey
-    mappings ``{"Id": ..., "Type": ...}``. PlayFab invitations carry no message: ``message`` is ignored.
+    People are ``title_player_account`` ids (16 upper-case hex), ``character:<id>``, EntityKey
+    mappings ``{"Id": ..., "Type": ...}``, or handles: ``email:<address>`` (or the bare address) and
+    ``username:<name>``. PlayFab invitations carry no message: ``message`` is ignored.
 
     :param role_id: role the player gets on accepting (default: the group's member role) (templated)
     :param custom_tags: PlayFab CustomTags sent with each invite: at most 10 string pairs (templated)
@@ -60,10 +61,13 @@ class PlayFabGroupInviteOperator(GroupInviteOperator):
 
 
 class PlayFabGroupRemoveOperator(GroupRemoveOperator):
-    """Remove players from a PlayFab group: ``RemoveMembers`` for members, ``RemoveGroupInvitation`` for pending invitations.
+    """Remove players from a PlayFab group: members with one ``RemoveMembers`` call (a list of up to
+    1,000, a group's whole size), pending invitations with ``RemoveGroupInvitation`` (one per call).
 
-    Outcomes ``removed``, ``invite_cancelled``, ``already_absent``, ``would_remove`` (dry run) or
-    ``failed`` (the owner and the connection's own account are never removed).
+    People as for the invite operator, or ``email:<address>`` / ``username:<name>`` (a bare address
+    too), found with ``/Admin/GetUserAccountInfo``. Outcomes ``removed``, ``invite_cancelled``,
+    ``already_absent``, ``would_remove`` (dry run) or ``failed``: members holding the group's admin
+    role (its creator is one) are never removed (code ``protected``); demote them first.
     """
 
     platform = "playfab"

@@ -1,9 +1,9 @@
-"""Bungie.net Platform API (GroupV2 clans + OAuth), as ``shared/platforms/bungie.md`` describes it.
+"""Bungie.net Platform API (GroupV2 clans, Bungie Names, OAuth), as a real client sees it.
 
 Served under ``/bungie``: ``/bungie/Platform/GroupV2/{groupId}/Members/IndividualInvite/...`` etc.
 Every /Platform reply is the platform envelope; errors come with a non-200 status (500 by
 default, 429 for throttles, 503 for maintenance). The token endpoint answers plain JSON.
-Inferred behaviour (marked [I] in the notes) is kept in the tables at the top of this file.
+Behaviour Bungie does not document (which code a refusal gets) is kept in the tables at the top.
 """
 
 from __future__ import annotations
@@ -17,15 +17,23 @@ import random
 import re
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
-from airflow_invites.sandbox.core import FixedWindowLimiter, PlatformEnv, SandboxPlatform
+from airflow_invites.sandbox.core import (
+    DuplicateHandle,
+    FixedWindowLimiter,
+    PlatformEnv,
+    Route,
+    SandboxError,
+    SandboxPlatform,
+)
 
 ACCESS_TOKEN_LIFETIME_S = 3600
 REFRESH_TOKEN_LIFETIME_S = 7_776_000
@@ -35,18 +43,13 @@ MAX_CLAN_MEMBERS = 100
 INT64_RE = re.compile(r"-?[0-9]{1,19}")
 INT64_MAX = 2**63 - 1
 DESTINY_TYPES = {1, 2, 3, 5, 6}  # the types a clan invite may name
-TYPE_NAMES = {
-    1: "TigerXbox",
-    2: "TigerPsn",
-    3: "TigerSteam",
-    5: "TigerStadia",
-    6: "TigerEgs",
-    254: "BungieNext",
-}
+ALL_TYPES = -1
 FOUNDER, ACTING_FOUNDER, ADMIN, MEMBER = 5, 4, 3, 2
+RESCINDED = 3
 EPOCH = datetime(2019, 10, 1, tzinfo=timezone.utc)
+BUNGIE_NAME_RE = re.compile(r"([^#]+)#([0-9]{1,4})")
 
-#: ErrorCode -> (ErrorStatus, Message). Texts marked [C] in the notes are Bungie's; others [I].
+#: ErrorCode -> (ErrorStatus, Message). Messages Bungie is known to send, else a plausible text.
 ERRORS: dict[int, tuple[str, str]] = {
     1: ("Success", "Ok"),
     3: ("UnhandledException", "We've encountered an error, please try again later."),
@@ -61,10 +64,15 @@ ERRORS: dict[int, tuple[str, str]] = {
     30: ("JsonDeserializationError", "The JSON in the request body could not be read."),
     51: ("PerEndpointRequestThrottleExceeded", "Too many platform requests per second."),
     99: ("WebAuthRequired", "Please sign-in to continue."),
+    611: ("GroupMembershipNotFound", "GroupMembershipNotFound"),
     623: ("GroupMemberBanned", "The user is banned from this group."),
     667: ("ClanMaximumMembershipReached", "The Clan has reached its maximum number of members."),
     676: ("ClanInviteAlreadyMember", "The user is already a member of this Clan."),
     686: ("ClanNotFound", "The Clan could not be found."),
+    687: (
+        "ClanMembershipLevelDoesNotPermitThatAction",
+        "Your clan membership level does not permit that action.",
+    ),
     695: ("ClanTargetDisallowsInvites", "The user does not accept Clan invitations."),
     1601: (
         "DestinyAccountNotFound",
@@ -77,41 +85,39 @@ ERRORS: dict[int, tuple[str, str]] = {
 }
 #: HTTP status of a non-Success envelope (500 unless listed)
 ERROR_HTTP_STATUS = {5: 503, 51: 429}
+#: what Bungie does not document, chosen here: kicking the founder, or someone of the caller's rank or
+#: above, is 687; kicking someone who is not a member is 611 (seen in the wild on Kick)
+KICK_OUTRANKED, KICK_NOT_A_MEMBER = 687, 611
 
 
 def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def envelope(
-    code: int = 1,
-    response: Any = None,
-    *,
-    throttle_seconds: int = 0,
-    message_data: dict[str, str] | None = None,
-) -> JSONResponse:
+def envelope(code: int = 1, response: Any = None, *, throttle_seconds: int = 0) -> JSONResponse:
     """The Platform envelope; int64 values are strings in ``response`` already."""
     status, message = ERRORS[code]
-    body: dict[str, Any] = {}
-    if code == 1:
-        body["Response"] = response
+    body: dict[str, Any] = {"Response": response} if code == 1 else {}
     body.update(
-        ErrorCode=code,
-        ThrottleSeconds=throttle_seconds,
-        ErrorStatus=status,
-        Message=message,
-        MessageData=message_data or {},
+        ErrorCode=code, ThrottleSeconds=throttle_seconds, ErrorStatus=status, Message=message, MessageData={}
     )
     return JSONResponse(body, status_code=200 if code == 1 else ERROR_HTTP_STATUS.get(code, 500))
 
 
-def oauth_error(error: str, description: str, status: int = 400) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, status_code=status)
+def refused(code: int, *, throttle_seconds: int = 0) -> SandboxError:
+    return SandboxError(envelope(code, throttle_seconds=throttle_seconds))
+
+
+def oauth_error(error: str, description: str, status: int = 400) -> SandboxError:
+    return SandboxError(JSONResponse({"error": error, "error_description": description}, status_code=status))
 
 
 @dataclass
 class Account:
-    """A Destiny account (one platform) and the Bungie.net account it belongs to."""
+    """A Destiny account (one platform) and the Bungie.net account (and Bungie Name) it belongs to.
+
+    ``cross_save`` is the type of the person's cross-save primary (0: cross save off).
+    """
 
     membership_type: int
     membership_id: str
@@ -119,31 +125,21 @@ class Account:
     name_code: int
     bungie_id: str
     allows_invites: bool = True
+    cross_save: int = 0
 
     @property
     def key(self) -> str:
         return f"{self.membership_type}:{self.membership_id}"
 
-    def destiny_info(self) -> dict[str, Any]:
-        return {
-            "LastSeenDisplayName": self.name,
-            "LastSeenDisplayNameType": self.membership_type,
-            "iconPath": "/img/theme/bungienet/icons/steamLogo.png",
-            "crossSaveOverride": 0,
-            "applicableMembershipTypes": [self.membership_type],
-            "isPublic": True,
-            "membershipType": self.membership_type,
-            "membershipId": self.membership_id,
-            "displayName": self.name,
-            "bungieGlobalDisplayName": self.name,
-            "bungieGlobalDisplayNameCode": self.name_code,
-        }
+    @property
+    def bungie_name(self) -> str:
+        return f"{self.name}#{self.name_code:04d}"
 
     def bungie_info(self) -> dict[str, Any]:
         return {
-            "supplementalDisplayName": f"{self.name}#{self.name_code:04d}",
+            "supplementalDisplayName": self.bungie_name,
             "iconPath": "/img/profile/avatars/default_avatar.gif",
-            "crossSaveOverride": 0,
+            "crossSaveOverride": self.cross_save,
             "isPublic": False,
             "membershipType": 254,
             "membershipId": self.bungie_id,
@@ -184,6 +180,8 @@ class BungieSandbox(SandboxPlatform):
         self.redirect_url = "https://airflow.example.test/bungie/callback"
         self.access_token_lifetime = ACCESS_TOKEN_LIFETIME_S
         self.accounts: dict[str, Account] = {}  # key -> account
+        self.people: dict[str, list[Account]] = {}  # bungie id -> their Destiny accounts
+        self.bungie_names: set[str] = set()  # casefolded Bungie Names (unique with their code)
         self.clans: dict[str, Clan] = {}
         self.access_tokens: dict[str, AccessToken] = {}
         #: refresh tokens are self-contained and signed with a key derived from the seed, so a token
@@ -198,37 +196,40 @@ class BungieSandbox(SandboxPlatform):
 
         founder = self._account("Marc Anp", 3)
         self.founder_bungie_id = founder.bungie_id
-        clan = self._clan("Airflow Invites", founder)
+        clan = self._new_clan("Airflow Invites", founder)
         self.group_id = clan.group_id
         for index, name in enumerate(("Grace Hopper", "Ken Thompson", "Barbara Liskov", "Edsger Dijkstra")):
             member = self._account(name, (1, 2, 3, 6)[index])
             clan.members[member.key] = (MEMBER, self._tick())
         self.admin = self._account("Rita Admin", 2)
         clan.members[self.admin.key] = (ADMIN, self._tick())
-        self.newcomers = [
-            self._account(name, (3, 1, 2, 6, 3, 3)[index]).key
-            for index, name in enumerate(
-                (
-                    "Ada Lovelace",
-                    "Alan Turing",
-                    "Margaret Hamilton",
-                    "Frances Allen",
-                    "John Backus",
-                    "Jean Bartik",
-                )
-            )
-        ]
+        names = (
+            "Ada Lovelace",
+            "Alan Turing",
+            "Margaret Hamilton",
+            "Frances Allen",
+            "John Backus",
+            "Jean Bartik",
+        )
+        self.newcomers = [self._account(name, (3, 1, 2, 6, 3, 3)[i]).key for i, name in enumerate(names)]
         banned = self._account("Mallory Banned", 3)
         clan.banned.add(banned.key)
         self.banned = banned.key
-        private = self._account("Pat Private", 2, allows_invites=False)
-        self.disallows_invites = private.key
-        # a second clan of the same founder (other platform account), full at 100 members
-        full = self._clan("Full House", self._account("Marc Anp", 1, bungie_id=founder.bungie_id))
+        self.disallows_invites = self._account("Pat Private", 2, allows_invites=False).key
+        # a second clan of the same founder (their Xbox membership), full at 100 members
+        full = self._new_clan("Full House", self._account("Marc Anp", 1, owner=founder))
         while len(full.members) < full.maximum_members:
             filler = self._account(f"Filler {len(full.members)}", 3)
             full.members[filler.key] = (MEMBER, self._tick())
         self.full_group_id = full.group_id
+        # the newcomers play on a second platform too, with cross save on (their seeded one is primary)
+        for key in self.newcomers:
+            primary = self.accounts[key]
+            self._account(primary.name, 2 if primary.membership_type != 2 else 1, owner=primary)
+            self._cross_save(primary)
+        # one person on two platforms without cross save: their Bungie Name names two memberships
+        two = self._account("Sam Twoplatforms", 1)
+        self.two_platforms = [two.key, self._account(two.name, 3, owner=two).key]
 
     # -- seeding ---------------------------------------------------------------------------------
 
@@ -240,24 +241,36 @@ class BungieSandbox(SandboxPlatform):
         return base64.b64encode(self.rng.randbytes(size)).decode()
 
     def _account(
-        self, name: str, membership_type: int, *, bungie_id: str | None = None, allows_invites: bool = True
+        self,
+        name: str,
+        membership_type: int,
+        *,
+        owner: Account | None = None,
+        code: int | None = None,
+        allows_invites: bool = True,
     ) -> Account:
+        """A Destiny account: of a new person (Bungie Name ``name#code``), or ``owner``'s on another platform."""
         while True:
             membership_id = str(4611686018400000000 + self.rng.randint(0, 99_999_999))
-            if all(a.membership_id != membership_id for a in self.accounts.values()):
+            if f"{membership_type}:{membership_id}" not in self.accounts:
                 break
-        account = Account(
-            membership_type=membership_type,
-            membership_id=membership_id,
-            name=name,
-            name_code=self.rng.randint(1, 9999),
-            bungie_id=bungie_id or str(self.rng.randint(1_000_000, 39_999_999)),
-            allows_invites=allows_invites,
-        )
+        name_code, bungie_id = self.rng.randint(1, 9999), str(self.rng.randint(1_000_000, 39_999_999))
+        if owner is not None:
+            name, name_code, bungie_id = owner.name, owner.name_code, owner.bungie_id
+        name_code = code or name_code
+        while owner is None and f"{name}#{name_code:04d}".casefold() in self.bungie_names:
+            name_code = self.rng.randint(1, 9999)
+        account = Account(membership_type, membership_id, name, name_code, bungie_id, allows_invites)
         self.accounts[account.key] = account
+        self.people.setdefault(bungie_id, []).append(account)
+        self.bungie_names.add(account.bungie_name.casefold())
         return account
 
-    def _clan(self, name: str, founder: Account) -> Clan:
+    def _cross_save(self, primary: Account) -> None:
+        for account in self.people[primary.bungie_id]:
+            account.cross_save = primary.membership_type
+
+    def _new_clan(self, name: str, founder: Account) -> Clan:
         clan = Clan(str(self.rng.randint(1_000_000, 5_999_999)), name, founder.key, self._tick())
         clan.members[founder.key] = (FOUNDER, clan.created)
         self.clans[clan.group_id] = clan
@@ -320,19 +333,48 @@ class BungieSandbox(SandboxPlatform):
             "password": self.client_secret,
             "extra": {"api_key": self.api_key, "refresh_token": self.mint_refresh_token()},
         }
-        return PlatformEnv(connection=connection, group=self.group_id, users=list(self.newcomers[:5]))
+        users = list(self.newcomers[:5])
+        handles = [f"name:{self.accounts[key].bungie_name}" for key in users]
+        return PlatformEnv(connection=connection, group=self.group_id, users=users, handles=handles)
 
     def add_people(self, count: int, group: str | None = None) -> list[str]:
+        return [person["id"] for person in self.create_people(count, group)]
+
+    def create_people(
+        self, count: int, group: str | None = None, handles: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """People with a Bungie Name and two Destiny memberships, cross save on; ``id`` is the primary."""
         clan = self.clans[group] if group is not None else None
         if clan is not None and len(clan.members) + count > clan.maximum_members:
             raise ValueError(f"a clan holds at most {clan.maximum_members} members")
+        if set(handles or {}) - {"bungie_name"}:
+            raise ValueError("handles: Bungie.net people have a bungie_name (Name#1234) only")
+        wanted = (handles or {}).get("bungie_name")
+        name: str | None = None
+        code: int | None = None
+        if wanted is not None:
+            match = BUNGIE_NAME_RE.fullmatch(wanted)
+            if match is None:
+                raise ValueError("handles: bungie_name is Name#1234")
+            name, code = match[1], int(match[2])
+            if count > 1 or f"{name}#{code:04d}".casefold() in self.bungie_names:
+                raise DuplicateHandle(f"Bungie Names are unique with their code: {wanted} is taken")
         made = []
         for _ in range(count):
             self.people_made += 1
-            made.append(self._account(f"Person {self.people_made}", (3, 1, 2, 6)[self.people_made % 4]).key)
+            kind = (3, 1, 2, 6)[self.people_made % 4]
+            primary = self._account(name or f"Person {self.people_made}", kind, code=code)
+            self._account(primary.name, 2 if kind != 2 else 3, owner=primary)
+            self._cross_save(primary)
             if clan is not None:
-                clan.members[made[-1]] = (MEMBER, self._tick())
+                clan.members[primary.key] = (MEMBER, self._tick())
+            made.append({"id": primary.key, "handles": {"bungie_name": primary.bungie_name}})
         return made
+
+    def members(self, group: str) -> dict[str, list[str]]:
+        clan = self.clans[group]
+        founders = [k for k, (level, _) in clan.members.items() if level == FOUNDER]
+        return {"members": list(clan.members), "invited": list(clan.invited), "protected": founders}
 
     def accept(self, group: str, user: str) -> bool:
         clan = self.clans.get(group)
@@ -353,40 +395,87 @@ class BungieSandbox(SandboxPlatform):
 
     # -- checks shared by the routes ---------------------------------------------------------------
 
-    def _gate(self, request: Request, *, bearer: bool) -> tuple[str | None, Response | None]:
-        """Rate limit, then X-API-Key, then (if required) the bearer token: (bungie id, refusal)."""
+    def _caller(self, request: Request, *, bearer: bool) -> str | None:
+        """The one gate: rate limit, X-API-Key, then the bearer token if required; the caller's Bungie.net id."""
         ip = request.client.host if request.client else "?"
         wait = self.limiter.hit(ip, self.limit_scale())
         if wait is not None:
-            return None, envelope(51, throttle_seconds=max(1, math.ceil(wait)))
+            raise refused(51, throttle_seconds=max(1, math.ceil(wait)))
         key = request.headers.get("x-api-key")
         if not key:
-            return None, envelope(2102)
+            raise refused(2102)
         if key != self.api_key:
-            return None, envelope(2101)
-        header = request.headers.get("authorization", "")
-        scheme, _, value = header.partition(" ")
+            raise refused(2101)
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
         token = self.access_tokens.get(value.strip()) if scheme.lower() == "bearer" else None
-        if token is None:
-            return None, envelope(99) if bearer else None
-        if token.expires <= time.monotonic():
-            return None, envelope(2111) if bearer else None
-        return token.bungie_id, None
+        if token is None or token.expires <= time.monotonic():
+            if bearer:
+                raise refused(99 if token is None else 2111)
+            return None
+        return token.bungie_id
 
-    def _caller_level(self, clan: Clan, bungie_id: str) -> int:
-        levels = [
-            level for key, (level, _) in clan.members.items() if self.accounts[key].bungie_id == bungie_id
-        ]
-        return max(levels, default=0)
+    def _clan(self, request: Request) -> Clan:
+        group_id = request.path_params["group_id"]
+        if not _is_int64(group_id):
+            raise refused(7)
+        clan = self.clans.get(str(int(group_id)))
+        if clan is None:
+            raise refused(686)
+        return clan
 
-    def _may_invite(self, clan: Clan, bungie_id: str) -> bool:
+    def _target(self, request: Request) -> str:
+        """The account key a path names by ``{membership_type}/{membership_id}``."""
+        membership_type, membership_id = (
+            request.path_params["membership_type"],
+            request.path_params["membership_id"],
+        )
+        if not re.fullmatch(r"-?[0-9]{1,5}", membership_type) or not _is_int64(membership_id):
+            raise refused(7)
+        if int(membership_type) not in DESTINY_TYPES:
+            raise refused(8)
+        return f"{int(membership_type)}:{int(membership_id)}"
+
+    def _caller_level(self, clan: Clan, bungie_id: str | None) -> int:
+        mine = {a.key for a in self.people.get(bungie_id or "", [])}
+        return max((level for key, (level, _) in clan.members.items() if key in mine), default=0)
+
+    def _may_invite(self, clan: Clan, bungie_id: str | None) -> bool:
         level = self._caller_level(clan, bungie_id)
         return level >= ACTING_FOUNDER or (level == ADMIN and clan.invite_permission_override)
 
-    def _clan_of(self, key: str) -> Clan | None:
-        return next((c for c in self.clans.values() if key in c.members), None)
+    @staticmethod
+    def _json_body(raw: bytes) -> dict[str, Any]:
+        if not raw.strip():
+            raise refused(26)
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise refused(30) from None
+        if not isinstance(body, dict):
+            raise refused(30)
+        return body
 
     # -- views -----------------------------------------------------------------------------------
+
+    def _card(self, account: Account) -> dict[str, Any]:
+        """A UserInfoCard: with cross save, the primary applies to all its types, the others to none."""
+        own = [account.membership_type]
+        if account.cross_save:
+            everyone = [a.membership_type for a in self.people[account.bungie_id]]
+            own = everyone if account.cross_save == account.membership_type else []
+        return {
+            "LastSeenDisplayName": account.name,
+            "LastSeenDisplayNameType": account.membership_type,
+            "iconPath": "/img/theme/bungienet/icons/steamLogo.png",
+            "crossSaveOverride": account.cross_save,
+            "applicableMembershipTypes": own,
+            "isPublic": True,
+            "membershipType": account.membership_type,
+            "membershipId": account.membership_id,
+            "displayName": account.name,
+            "bungieGlobalDisplayName": account.name,
+            "bungieGlobalDisplayNameCode": account.name_code,
+        }
 
     def _member_row(self, clan: Clan, key: str) -> dict[str, Any]:
         level, joined = clan.members[key]
@@ -396,7 +485,7 @@ class BungieSandbox(SandboxPlatform):
             "isOnline": False,
             "lastOnlineStatusChange": str(int(joined.timestamp())),
             "groupId": clan.group_id,
-            "destinyUserInfo": account.destiny_info(),
+            "destinyUserInfo": self._card(account),
             "bungieNetUserInfo": account.bungie_info(),
             "joinDate": iso(joined),
         }
@@ -412,17 +501,29 @@ class BungieSandbox(SandboxPlatform):
             "resolvedByMembershipId": None,
             "requestMessage": message,
             "resolveMessage": None,
-            "destinyUserInfo": account.destiny_info(),
+            "destinyUserInfo": self._card(account),
             "bungieNetUserInfo": account.bungie_info(),
         }
 
-    def _group_view(self, clan: Clan, bungie_id: str | None) -> dict[str, Any]:
-        founder = self.accounts[clan.founder]
-        detail = {
+    def _ban_row(self, clan: Clan, key: str) -> dict[str, Any]:
+        founder = self.accounts[clan.founder].bungie_info()
+        return {
+            "groupId": clan.group_id,
+            "lastModifiedBy": founder,
+            "createdBy": founder,
+            "dateBanned": iso(clan.created),
+            "dateExpires": "2100-01-01T00:00:00Z",
+            "comment": "",
+            "bungieNetUserInfo": self.accounts[key].bungie_info(),
+            "destinyUserInfo": self._card(self.accounts[key]),
+        }
+
+    def _group_detail(self, clan: Clan) -> dict[str, Any]:
+        return {
             "groupId": clan.group_id,
             "name": clan.name,
             "groupType": 1,
-            "membershipIdCreated": founder.bungie_id,
+            "membershipIdCreated": self.accounts[clan.founder].bungie_id,
             "creationDate": iso(clan.created),
             "modificationDate": iso(clan.created),
             "about": "",
@@ -462,250 +563,14 @@ class BungieSandbox(SandboxPlatform):
                 "clanBannerData": {},
             },
         }
-        view: dict[str, Any] = {
-            "detail": detail,
-            "founder": self._member_row(clan, clan.founder),
-            "alliedIds": [],
-            "allianceStatus": 0,
-            "groupJoinInviteCount": len(clan.invited),
-            "currentUserMembershipsInactiveForDestiny": False,
-            "currentUserMemberMap": {},
-            "currentUserPotentialMemberMap": {},
-        }
-        if bungie_id:
-            view["currentUserMemberMap"] = {
-                str(self.accounts[k].membership_type): self._member_row(clan, k)
-                for k in clan.members
-                if self.accounts[k].bungie_id == bungie_id
-            }
-        return view
 
-    # -- routes ----------------------------------------------------------------------------------
-
-    def router(self) -> APIRouter:
-        router = APIRouter()
-
-        @router.post("/Platform/App/OAuth/token/")
-        async def token(request: Request) -> Response:
-            raw = await request.body()
-            return self._token(request, raw)
-
-        @router.get("/en/OAuth/Authorize")
-        async def authorize(request: Request) -> Response:
-            query = request.query_params
-            if query.get("client_id") != self.client_id or query.get("response_type") != "code":
-                return JSONResponse({"error": "invalid_request"}, status_code=400)
-            code = self.rng.randbytes(16).hex()
-            self.auth_codes[code] = self.founder_bungie_id
-            target = {"code": code, **({"state": query["state"]} if "state" in query else {})}
-            return RedirectResponse(f"{self.redirect_url}?{urlencode(target)}", status_code=302)
-
-        @router.get("/Platform/Settings/")
-        async def settings(request: Request) -> Response:
-            _, refusal = self._gate(request, bearer=False)
-            if refusal:
-                return refusal
-            systems = {name: {"enabled": True, "parameters": {}} for name in ("Destiny2", "Clans", "Groups")}
-            return envelope(1, {"systems": systems, "destiny2CoreSettings": {}, "emailSettings": {}})
-
-        @router.get("/Platform/User/GetMembershipsForCurrentUser/")
-        async def memberships(request: Request) -> Response:
-            bungie_id, refusal = self._gate(request, bearer=True)
-            if refusal:
-                return refusal
-            mine = [a for a in self.accounts.values() if a.bungie_id == bungie_id]
-            user = mine[0].bungie_info()
-            return envelope(
-                1,
-                {
-                    "destinyMemberships": [a.destiny_info() for a in mine],
-                    "primaryMembershipId": mine[0].membership_id,
-                    "bungieNetUser": {
-                        "membershipId": bungie_id,
-                        "uniqueName": user["supplementalDisplayName"],
-                        "displayName": user["displayName"],
-                        "firstAccess": iso(EPOCH),
-                        "locale": "en",
-                    },
-                },
-            )
-
-        @router.get("/Platform/GroupV2/User/{membership_type}/{membership_id}/{group_filter}/{group_type}/")
-        async def groups_for_member(
-            request: Request, membership_type: str, membership_id: str, group_filter: str, group_type: str
-        ) -> Response:
-            _, refusal = self._gate(request, bearer=False)
-            if refusal:
-                return refusal
-            return self._groups_for_member(membership_type, membership_id, group_filter, potential=False)
-
-        @router.get(
-            "/Platform/GroupV2/User/Potential/{membership_type}/{membership_id}/{group_filter}/{group_type}/"
-        )
-        async def potential_groups(
-            request: Request, membership_type: str, membership_id: str, group_filter: str, group_type: str
-        ) -> Response:
-            _, refusal = self._gate(request, bearer=False)
-            if refusal:
-                return refusal
-            return self._groups_for_member(membership_type, membership_id, group_filter, potential=True)
-
-        @router.get("/Platform/GroupV2/{group_id}/")
-        async def get_group(request: Request, group_id: str) -> Response:
-            bungie_id, refusal = self._gate(request, bearer=False)
-            if refusal:
-                return refusal
-            clan, error = self._find_clan(group_id)
-            if error:
-                return error
-            assert clan is not None
-            return envelope(1, self._group_view(clan, bungie_id))
-
-        @router.get("/Platform/GroupV2/{group_id}/Members/")
-        async def members(request: Request, group_id: str) -> Response:
-            _, refusal = self._gate(request, bearer=False)
-            if refusal:
-                return refusal
-            clan, error = self._find_clan(group_id)
-            if error:
-                return error
-            assert clan is not None
-            keys = sorted(clan.members, key=lambda k: (-clan.members[k][0], clan.members[k][1]))
-            member_type = request.query_params.get("memberType")
-            if member_type and member_type.isdigit() and int(member_type) > 0:
-                keys = [k for k in keys if clan.members[k][0] == int(member_type)]
-            search = (request.query_params.get("nameSearch") or "").lower()
-            if search:
-                keys = [k for k in keys if self.accounts[k].name.lower().startswith(search)]
-            return self._page(request, keys, MEMBERS_PAGE, lambda k: self._member_row(clan, k))
-
-        @router.get("/Platform/GroupV2/{group_id}/Members/InvitedIndividuals/")
-        async def invited(request: Request, group_id: str) -> Response:
-            return self._admin_list(request, group_id, kind="invited")
-
-        @router.get("/Platform/GroupV2/{group_id}/Members/Pending/")
-        async def pending(request: Request, group_id: str) -> Response:
-            return self._admin_list(request, group_id, kind="pending")
-
-        @router.get("/Platform/GroupV2/{group_id}/Banned/")
-        async def banned(request: Request, group_id: str) -> Response:
-            return self._admin_list(request, group_id, kind="banned")
-
-        @router.post(
-            "/Platform/GroupV2/{group_id}/Members/IndividualInvite/{membership_type}/{membership_id}/"
-        )
-        async def invite(
-            request: Request, group_id: str, membership_type: str, membership_id: str
-        ) -> Response:
-            raw = await request.body()
-            return self._invite(request, group_id, membership_type, membership_id, raw)
-
-        @router.post(
-            "/Platform/GroupV2/{group_id}/Members/IndividualInviteCancel/{membership_type}/{membership_id}/"
-        )
-        async def cancel(
-            request: Request, group_id: str, membership_type: str, membership_id: str
-        ) -> Response:
-            bungie_id, refusal = self._gate(request, bearer=True)
-            if refusal:
-                return refusal
-            assert bungie_id is not None
-            clan, error = self._find_clan(group_id)
-            if error:
-                return error
-            assert clan is not None
-            key, error = self._account_key(membership_type, membership_id)
-            if error:
-                return error
-            if not self._may_invite(clan, bungie_id):
-                return envelope(12)
-            clan.invited.pop(key or "", None)
-            return envelope(1, {"resolution": 3})
-
-        @router.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-        async def unknown(request: Request, rest: str) -> Response:
-            if not rest.endswith("/"):  # Bungie redirects to the slashed path (dropping Authorization)
-                location = f"{request.url.path}/" + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse(location, status_code=301)
-            return JSONResponse(
-                {
-                    "ErrorCode": 7,
-                    "ThrottleSeconds": 0,
-                    "ErrorStatus": "ParameterParseFailure",
-                    "Message": "No endpoint matches this path.",
-                    "MessageData": {},
-                },
-                status_code=404,
-            )
-
-        return router
-
-    # -- route bodies (no awaits: read and write state in one go) -------------------------------
-
-    def _token(self, request: Request, raw: bytes) -> Response:
-        if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
-            return oauth_error("invalid_request", "Missing required parameter grant_type")
-        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()}
-        client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        scheme, _, value = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "basic":
-            try:
-                client_id, _, client_secret = base64.b64decode(value).decode().partition(":")
-            except ValueError:
-                return oauth_error("invalid_request", "Cannot parse client_id")
-        if "grant_type" not in form:
-            return oauth_error("invalid_request", "Missing required parameter grant_type")
-        if not client_id or not client_id.isdigit():
-            return oauth_error("invalid_request", "Cannot parse client_id")
-        if client_id != self.client_id or client_secret != self.client_secret:
-            return oauth_error("invalid_client", "InvalidClient", status=401)
-        grant = form["grant_type"]
-        if grant == "refresh_token":
-            presented = form.get("refresh_token", "")
-            owner = self.refresh_token_owner(presented)
-            if owner is None:
-                return oauth_error("invalid_request", "ProvidedTokenNotValidRefreshToken")
-            self.spent_refresh_tokens.add(presented)  # single use: every refresh returns a new one
-            bungie_id = owner
-        elif grant == "authorization_code":
-            bungie_id = self.auth_codes.pop(form.get("code", ""), "")
-            if not bungie_id:
-                return oauth_error("invalid_grant", "AuthorizationCodeInvalid")
-        else:
-            return oauth_error("unsupported_grant_type", "UnsupportedGrantType")
-        if bungie_id in self.revoked:
-            return oauth_error("server_error", "AuthorizationRecordRevoked")
-        return JSONResponse(
-            {
-                "access_token": self._mint_access_token(bungie_id),
-                "token_type": "Bearer",
-                "expires_in": self.access_token_lifetime,
-                "refresh_token": self.mint_refresh_token(bungie_id),
-                "refresh_expires_in": REFRESH_TOKEN_LIFETIME_S,
-                "membership_id": bungie_id,
-            }
-        )
-
-    def _find_clan(self, group_id: str) -> tuple[Clan | None, Response | None]:
-        if not _is_int64(group_id):
-            return None, envelope(7)
-        clan = self.clans.get(str(int(group_id)))
-        return (clan, None) if clan else (None, envelope(686))
-
-    def _account_key(self, membership_type: str, membership_id: str) -> tuple[str | None, Response | None]:
-        if not re.fullmatch(r"-?[0-9]{1,5}", membership_type) or not _is_int64(membership_id):
-            return None, envelope(7)
-        if int(membership_type) not in DESTINY_TYPES:
-            return None, envelope(8)
-        return f"{int(membership_type)}:{int(membership_id)}", None
-
-    def _page(self, request: Request, keys: list[str], size: int, row: Any) -> Response:
+    def _page(self, request: Request, keys: list[str], size: int, row: Callable[[str], Any]) -> Response:
         page_text = next((v for k, v in request.query_params.items() if k.lower() == "currentpage"), "1")
         if not re.fullmatch(r"-?[0-9]{1,9}", page_text):
-            return envelope(7)
+            raise refused(7)
         page = int(page_text)
         if page < 1:
-            return envelope(8)
+            raise refused(8)
         chunk = keys[(page - 1) * size : page * size]
         return envelope(
             1,
@@ -718,72 +583,168 @@ class BungieSandbox(SandboxPlatform):
             },
         )
 
-    def _admin_list(self, request: Request, group_id: str, *, kind: str) -> Response:
-        bungie_id, refusal = self._gate(request, bearer=True)
-        if refusal:
-            return refusal
-        assert bungie_id is not None
-        clan, error = self._find_clan(group_id)
-        if error:
-            return error
-        assert clan is not None
-        if self._caller_level(clan, bungie_id) < ADMIN:
-            return envelope(12)
-        if kind == "invited":
-            keys = sorted(clan.invited, key=lambda k: clan.invited[k][0])
-            return self._page(request, keys, INVITED_PAGE, lambda k: self._invite_row(clan, k))
-        if kind == "pending":
-            return self._page(request, [], INVITED_PAGE, lambda k: {})
+    # -- routes ----------------------------------------------------------------------------------
 
-        def ban_row(key: str) -> dict[str, Any]:
-            account = self.accounts[key]
-            return {
-                "groupId": clan.group_id,
-                "lastModifiedBy": self.accounts[clan.founder].bungie_info(),
-                "createdBy": self.accounts[clan.founder].bungie_info(),
-                "dateBanned": iso(clan.created),
-                "dateExpires": "2100-01-01T00:00:00Z",
-                "comment": "",
-                "bungieNetUserInfo": account.bungie_info(),
-                "destinyUserInfo": account.destiny_info(),
+    def routes(self) -> list[Route]:
+        p, g, who = "/Platform", "/Platform/GroupV2/{group_id}", "{membership_type}/{membership_id}"
+        table = [
+            Route("POST", f"{p}/App/OAuth/token/", self._token),
+            Route("GET", "/en/OAuth/Authorize", self._authorize),
+            Route("GET", f"{p}/Settings/", self._settings),
+            Route("GET", f"{p}/User/GetMembershipsForCurrentUser/", self._memberships),
+            Route("POST", f"{p}/Destiny2/SearchDestinyPlayerByBungieName/{{membership_type}}/", self._search),
+            Route("GET", f"{p}/GroupV2/User/{who}/{{group_filter}}/{{group_type}}/", self._groups_for_member),
+            Route(
+                "GET", f"{p}/GroupV2/User/Potential/{who}/{{group_filter}}/{{group_type}}/", self._potential
+            ),
+            Route("GET", f"{g}/", self._get_group),
+            Route("GET", f"{g}/Members/", self._members),
+            Route("GET", f"{g}/Members/InvitedIndividuals/", self._invited),
+            Route("GET", f"{g}/Members/Pending/", self._pending),
+            Route("GET", f"{g}/Banned/", self._banned),
+            Route("POST", f"{g}/Members/IndividualInvite/{who}/", self._invite),
+            Route("POST", f"{g}/Members/IndividualInviteCancel/{who}/", self._cancel),
+            Route("POST", f"{g}/Members/{who}/Kick/", self._kick),
+        ]
+        return table + [
+            Route(m, "/{rest:path}", self._unknown) for m in ("GET", "POST", "PUT", "DELETE", "PATCH")
+        ]
+
+    async def _token(self, request: Request) -> Response:
+        raw = await request.body()
+        if "application/x-www-form-urlencoded" not in request.headers.get("content-type", ""):
+            raise oauth_error("invalid_request", "Missing required parameter grant_type")
+        form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True).items()}
+        client_id, client_secret = form.get("client_id"), form.get("client_secret")
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                client_id, _, client_secret = base64.b64decode(value).decode().partition(":")
+            except ValueError:
+                raise oauth_error("invalid_request", "Cannot parse client_id") from None
+        if "grant_type" not in form:
+            raise oauth_error("invalid_request", "Missing required parameter grant_type")
+        if not client_id or not client_id.isdigit():
+            raise oauth_error("invalid_request", "Cannot parse client_id")
+        if client_id != self.client_id or client_secret != self.client_secret:
+            raise oauth_error("invalid_client", "InvalidClient", status=401)
+        grant = form["grant_type"]
+        if grant == "refresh_token":
+            presented = form.get("refresh_token", "")
+            bungie_id = self.refresh_token_owner(presented) or ""
+            if not bungie_id:
+                raise oauth_error("invalid_request", "ProvidedTokenNotValidRefreshToken")
+            self.spent_refresh_tokens.add(presented)  # single use: every refresh returns a new one
+        elif grant == "authorization_code":
+            bungie_id = self.auth_codes.pop(form.get("code", ""), "")
+            if not bungie_id:
+                raise oauth_error("invalid_grant", "AuthorizationCodeInvalid")
+        else:
+            raise oauth_error("unsupported_grant_type", "UnsupportedGrantType")
+        if bungie_id in self.revoked:
+            raise oauth_error("server_error", "AuthorizationRecordRevoked")
+        return JSONResponse(
+            {
+                "access_token": self._mint_access_token(bungie_id),
+                "token_type": "Bearer",
+                "expires_in": self.access_token_lifetime,
+                "refresh_token": self.mint_refresh_token(bungie_id),
+                "refresh_expires_in": REFRESH_TOKEN_LIFETIME_S,
+                "membership_id": bungie_id,
             }
+        )
 
-        return self._page(request, sorted(clan.banned), INVITED_PAGE, ban_row)
+    async def _authorize(self, request: Request) -> Response:
+        query = request.query_params
+        if query.get("client_id") != self.client_id or query.get("response_type") != "code":
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        code = self.rng.randbytes(16).hex()
+        self.auth_codes[code] = self.founder_bungie_id
+        target = {"code": code, **({"state": query["state"]} if "state" in query else {})}
+        return RedirectResponse(f"{self.redirect_url}?{urlencode(target)}", status_code=302)
 
-    def _groups_for_member(
-        self, membership_type: str, membership_id: str, group_filter: str, *, potential: bool
-    ) -> Response:
-        key, error = self._account_key(membership_type, membership_id)
-        if error:
-            return error
+    async def _settings(self, request: Request) -> Response:
+        self._caller(request, bearer=False)
+        systems = {name: {"enabled": True, "parameters": {}} for name in ("Destiny2", "Clans", "Groups")}
+        return envelope(1, {"systems": systems, "destiny2CoreSettings": {}, "emailSettings": {}})
+
+    async def _memberships(self, request: Request) -> Response:
+        bungie_id = self._caller(request, bearer=True) or ""
+        mine = self.people[bungie_id]
+        primary = next((a for a in mine if a.cross_save == a.membership_type), mine[0])
+        return envelope(
+            1,
+            {
+                "destinyMemberships": [self._card(a) for a in mine],
+                "primaryMembershipId": primary.membership_id,
+                "bungieNetUser": {
+                    "membershipId": bungie_id,
+                    "uniqueName": primary.bungie_name,
+                    "displayName": primary.name,
+                    "firstAccess": iso(EPOCH),
+                    "locale": "en",
+                },
+            },
+        )
+
+    async def _search(self, request: Request) -> Response:
+        """SearchDestinyPlayerByBungieName: every membership of that name (the overridden ones too)."""
+        raw = await request.body()
+        self._caller(request, bearer=False)
+        body = self._json_body(raw)
+        type_text = request.path_params["membership_type"]
+        if not re.fullmatch(r"-?[0-9]{1,5}", type_text):
+            raise refused(7)
+        wanted = int(type_text)
+        if wanted != ALL_TYPES and wanted not in DESTINY_TYPES:
+            raise refused(8)
+        name, code = body.get("displayName"), body.get("displayNameCode")
+        if not isinstance(name, str) or isinstance(code, bool) or not isinstance(code, int):
+            raise refused(30)
+        found = [
+            a
+            for a in self.accounts.values()
+            if a.name.casefold() == name.casefold()
+            and a.name_code == code
+            and wanted in (ALL_TYPES, a.membership_type)
+        ]
+        return envelope(1, [self._card(a) for a in sorted(found, key=lambda a: a.membership_type)])
+
+    async def _groups_for_member(self, request: Request) -> Response:
+        self._caller(request, bearer=False)
+        return self._groups_of(request, potential=False)
+
+    async def _potential(self, request: Request) -> Response:
+        self._caller(request, bearer=False)
+        return self._groups_of(request, potential=True)
+
+    def _groups_of(self, request: Request, *, potential: bool) -> Response:
+        key = self._target(request)
         if key not in self.accounts:
-            return envelope(1601)
+            raise refused(1601)
+        group_filter = request.path_params["group_filter"]
         results: list[dict[str, Any]] = []
-        inactive: dict[str, bool] = {}
         for clan in self.clans.values():
-            if potential:
-                if key not in clan.invited:
-                    continue
+            if potential and key in clan.invited:
                 member = {
                     "potentialStatus": 2,
                     "groupId": clan.group_id,
-                    "destinyUserInfo": self.accounts[key].destiny_info(),
+                    "destinyUserInfo": self._card(self.accounts[key]),
                     "bungieNetUserInfo": self.accounts[key].bungie_info(),
                     "joinDate": iso(clan.invited[key][0]),
                 }
-            else:
-                if key not in clan.members:
-                    continue
+            elif not potential and key in clan.members:
                 founded = clan.members[key][0] == FOUNDER
                 if (group_filter == "1" and not founded) or (group_filter == "2" and founded):
                     continue
                 member = self._member_row(clan, key)
-            inactive[clan.group_id] = False
-            results.append({"member": member, "group": self._group_view(clan, None)["detail"]})
+            else:
+                continue
+            results.append({"member": member, "group": self._group_detail(clan)})
         return envelope(
             1,
             {
-                "areAllMembershipsInactive": inactive,
+                "areAllMembershipsInactive": {r["group"]["groupId"]: False for r in results},
                 "results": results,
                 "totalResults": len(results),
                 "hasMore": False,
@@ -792,48 +753,129 @@ class BungieSandbox(SandboxPlatform):
             },
         )
 
-    def _invite(
-        self, request: Request, group_id: str, membership_type: str, membership_id: str, raw: bytes
-    ) -> Response:
-        bungie_id, refusal = self._gate(request, bearer=True)
-        if refusal:
-            return refusal
-        assert bungie_id is not None
-        clan, error = self._find_clan(group_id)
-        if error:
-            return error
-        assert clan is not None
-        key, error = self._account_key(membership_type, membership_id)
-        if error:
-            return error
-        assert key is not None
+    async def _get_group(self, request: Request) -> Response:
+        bungie_id = self._caller(request, bearer=False)
+        clan = self._clan(request)
+        mine = [k for k in clan.members if self.accounts[k].bungie_id == bungie_id] if bungie_id else []
+        return envelope(
+            1,
+            {
+                "detail": self._group_detail(clan),
+                "founder": self._member_row(clan, clan.founder),
+                "alliedIds": [],
+                "allianceStatus": 0,
+                "groupJoinInviteCount": len(clan.invited),
+                "currentUserMembershipsInactiveForDestiny": False,
+                "currentUserMemberMap": {
+                    str(self.accounts[k].membership_type): self._member_row(clan, k) for k in mine
+                },
+                "currentUserPotentialMemberMap": {},
+            },
+        )
+
+    async def _members(self, request: Request) -> Response:
+        self._caller(request, bearer=False)
+        clan = self._clan(request)
+        keys = sorted(clan.members, key=lambda k: (-clan.members[k][0], clan.members[k][1]))
+        member_type = request.query_params.get("memberType")
+        if member_type and member_type.isdigit() and int(member_type) > 0:
+            keys = [k for k in keys if clan.members[k][0] == int(member_type)]
+        search = (request.query_params.get("nameSearch") or "").lower()
+        if search:
+            keys = [k for k in keys if self.accounts[k].name.lower().startswith(search)]
+        return self._page(request, keys, MEMBERS_PAGE, lambda k: self._member_row(clan, k))
+
+    def _admin_clan(self, request: Request) -> Clan:
+        """The clan of an admin listing (AdminGroups; Admin or above)."""
+        bungie_id = self._caller(request, bearer=True)
+        clan = self._clan(request)
+        if self._caller_level(clan, bungie_id) < ADMIN:
+            raise refused(12)
+        return clan
+
+    async def _invited(self, request: Request) -> Response:
+        clan = self._admin_clan(request)
+        keys = sorted(clan.invited, key=lambda k: clan.invited[k][0])
+        return self._page(request, keys, INVITED_PAGE, lambda k: self._invite_row(clan, k))
+
+    async def _pending(self, request: Request) -> Response:
+        self._admin_clan(request)
+        return self._page(request, [], INVITED_PAGE, lambda k: {})
+
+    async def _banned(self, request: Request) -> Response:
+        clan = self._admin_clan(request)
+        return self._page(request, sorted(clan.banned), INVITED_PAGE, lambda k: self._ban_row(clan, k))
+
+    async def _invite(self, request: Request) -> Response:
+        raw = await request.body()
+        bungie_id = self._caller(request, bearer=True)
+        clan = self._clan(request)
+        key = self._target(request)
         self.invite_requested(clan.group_id, key)
-        if not raw.strip():
-            return envelope(26)
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            return envelope(30)
-        message = body.get("message") if isinstance(body, dict) else None
+        message = self._json_body(raw).get("message")
         if message is not None and not isinstance(message, str):
-            return envelope(30)
+            raise refused(30)
         if not self._may_invite(clan, bungie_id):
-            return envelope(12)
+            raise refused(12)
         account = self.accounts.get(key)
         if account is None:
-            return envelope(1601)
+            raise refused(1601)
         if key in clan.banned:
-            return envelope(623)
+            raise refused(623)
         if key in clan.members:
-            return envelope(676)
+            raise refused(676)
         if not account.allows_invites:
-            return envelope(695)
+            raise refused(695)
         if len(clan.members) >= clan.maximum_members:
-            return envelope(667)
+            raise refused(667)
         if key not in clan.invited:  # a second invite is Success again, still one invitation
             clan.invited[key] = (datetime.now(timezone.utc), message or "")
             self.invite_applied(clan.group_id, key)
         return envelope(1, {"resolution": 0})
+
+    async def _cancel(self, request: Request) -> Response:
+        """IndividualInviteCancel: Success/Rescinded, also when nobody was invited."""
+        bungie_id = self._caller(request, bearer=True)
+        clan = self._clan(request)
+        key = self._target(request)
+        self.removal_requested(clan.group_id, key)
+        if not self._may_invite(clan, bungie_id):
+            raise refused(12)
+        if clan.invited.pop(key, None) is not None:
+            self.removal_applied(clan.group_id, key)
+        return envelope(1, {"resolution": RESCINDED})
+
+    async def _kick(self, request: Request) -> Response:
+        """Kick: an Admin or above removes a member of lower rank; GroupMemberLeaveResult."""
+        bungie_id = self._caller(request, bearer=True)
+        clan = self._clan(request)
+        key = self._target(request)
+        self.removal_requested(clan.group_id, key)
+        level = self._caller_level(clan, bungie_id)
+        if level < ADMIN:
+            raise refused(12)
+        if key not in clan.members:
+            raise refused(KICK_NOT_A_MEMBER)
+        if clan.members[key][0] >= level:  # the founder outranks everyone
+            raise refused(KICK_OUTRANKED)
+        del clan.members[key]
+        self.removal_applied(clan.group_id, key)
+        return envelope(1, {"group": self._group_detail(clan), "groupDeleted": False})
+
+    async def _unknown(self, request: Request) -> Response:
+        if not request.url.path.endswith(
+            "/"
+        ):  # Bungie redirects to the slashed path (dropping Authorization)
+            location = f"{request.url.path}/" + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(location, status_code=301)
+        body = {
+            "ErrorCode": 7,
+            "ThrottleSeconds": 0,
+            "ErrorStatus": "ParameterParseFailure",
+            "Message": "No endpoint matches this path.",
+            "MessageData": {},
+        }
+        return JSONResponse(body, status_code=404)
 
 
 def _is_int64(text: str) -> bool:

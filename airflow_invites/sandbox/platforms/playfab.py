@@ -1,12 +1,21 @@
-"""PlayFab Groups (entity model), as ``shared/platforms/playfab.md`` describes it.
+"""PlayFab Groups (entity model) and the Admin API's account look-up, as PlayFab answers them.
 
-Served under ``/playfab``: ``/playfab/Authentication/GetEntityToken``, ``/playfab/Group/InviteToGroup``
-etc. Every call is ``POST`` with a JSON body; replies use PlayFab's ``{code, status, data}``
-envelope and its ApiErrorWrapper (``error``/``errorCode`` names and numbers from PlayFab's list).
-``X-ReportErrorAsSuccess: true`` turns every error into HTTP 200 with the real code in the body.
+Served under ``/playfab``: ``/playfab/Authentication/GetEntityToken``, ``/playfab/Group/InviteToGroup``,
+``/playfab/Admin/GetUserAccountInfo`` etc. Every call is a POST of a JSON object; replies use PlayFab's
+``{code, status, data}`` envelope and its error wrapper (``error``/``errorCode`` names and numbers from
+PlayFab's list, https://learn.microsoft.com/rest/api/playfab/groups/groups). ``X-ReportErrorAsSuccess:
+true`` (every official SDK sends it) turns every error into HTTP 200 with the real code in the body.
+
+Behaviour PlayFab does not document, chosen here (clients must not depend on the exact text):
+invitations live 7 days; re-inviting returns the pending invitation unchanged; ``RemoveMembers``
+naming someone who is not a member (in that role) removes nobody and answers 400
+``MembershipNotFound`` 1331 (PlayFab's groups guide says only that a title's call fails when the
+action is impossible, e.g. removing a non-member); ``GetUserAccountInfo`` finds nobody with 400
+``AccountNotFound`` 1001 and compares e-mails and usernames case-insensitively.
 
 Test knobs (attributes, off by default): ``token_lifetime`` (24 h), ``advance(seconds)`` moves the
-clock (tokens, invitations and applications expire), ``revoke_tokens()``.
+clock (tokens, invitations and applications expire), ``revoke_tokens()``, ``admin_api_allowed``
+(False: the title's API policy refuses ``GetUserAccountInfo``, 403 ``NotAuthorizedByTitle``).
 """
 
 from __future__ import annotations
@@ -14,15 +23,24 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Callable
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from airflow_invites.sandbox.core import LeakyBucket, PlatformEnv, SandboxPlatform, random_token
+from airflow_invites.sandbox.core import (
+    DuplicateHandle,
+    LeakyBucket,
+    PlatformEnv,
+    Route,
+    SandboxError,
+    SandboxPlatform,
+    random_token,
+)
 
 HEX = "0123456789ABCDEF"
 BUILT_IN_TYPES = (
@@ -36,13 +54,15 @@ BUILT_IN_TYPES = (
 )
 MEMBER_TYPES = ("title_player_account", "character")
 ROLE_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789()_-.")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9]+$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 TOKEN_LIFETIME = timedelta(hours=24)
-INVITATION_LIFETIME = timedelta(days=7)  # undocumented [I]
+INVITATION_LIFETIME = timedelta(days=7)  # not documented
 APPLICATION_LIFETIME = timedelta(days=7)
-#: no numbers are published; title tokens get more than player tokens [I]
+#: no numbers are published; title tokens get more than player tokens
 TITLE_RATE, TITLE_BURST = 100.0, 1000
-MAX_GROUP_MEMBERS = 1000  # a PlayFab group holds at most 1,000 members
 PLAYER_RATE, PLAYER_BURST = 10.0, 100
+MAX_GROUP_MEMBERS = 1000  # a PlayFab group holds at most 1,000 members
 STATUS_TEXT = {
     200: "OK",
     400: "BadRequest",
@@ -53,49 +73,74 @@ STATUS_TEXT = {
     500: "InternalServerError",
     503: "ServiceUnavailable",
 }
-NOT_AUTHENTICATED = "This API method does not allow anonymous callers."
-THROTTLED = "The client has exceeded the maximum API request rate and is being throttled"
+LOOKUP_KEYS = ("PlayFabId", "Email", "Username", "TitleDisplayName")
+ALL_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
 Key = tuple[str, str]  # (Type, Id)
 
 
-class Fault(Exception):
-    """An ApiErrorWrapper reply."""
+@dataclass(frozen=True)
+class Fault:
+    """One ApiErrorWrapper: HTTP code, PlayFab error name and number, message, field details."""
 
-    def __init__(
-        self,
-        code: int,
-        error: str,
-        number: int,
-        message: str,
-        details: dict[str, list[str]] | None = None,
-    ) -> None:
-        self.code, self.error, self.number, self.message, self.details = code, error, number, message, details
-        super().__init__(message)
+    code: int
+    error: str
+    number: int
+    message: str
+    details: Mapping[str, list[str]] | None = None
 
 
-def bad_params(field_name: str, message: str) -> Fault:
-    return Fault(400, "InvalidParams", 1000, "Invalid input parameters", {field_name: [message]})
+NOT_AUTHENTICATED = Fault(401, "NotAuthenticated", 1074, "This API method does not allow anonymous callers.")
+THROTTLING = "The client has exceeded the maximum API request rate and is being throttled"
+THROTTLED = Fault(429, "APIClientRequestRateLimitExceeded", 1199, THROTTLING)
+NO_PROFILE = Fault(400, "ProfileDoesNotExist", 1298, "The requested profile does not exist.")
+ROLE_MISSING = Fault(400, "RoleDoesNotExist", 1358, "The role does not exist.")
+BLOCKED = Fault(400, "EntityBlockedByGroup", 1357, "The entity is blocked from joining this group.")
+ALREADY_MEMBER = Fault(400, "EntityIsAlreadyMember", 1359, "The entity is already a member of the group.")
+NOT_AUTHORIZED = Fault(403, "NotAuthorized", 1089, "The caller is not authorized to perform this action.")
+NO_INVITATION = Fault(400, "GroupInvitationNotFound", 1361, "The group invitation was not found.")
+NO_APPLICATION = Fault(400, "GroupApplicationNotFound", 1362, "The group application was not found.")
+NOT_A_MEMBER = Fault(400, "MembershipNotFound", 1331, "The entity is not a member of the group.")
+NO_ACCOUNT = Fault(400, "AccountNotFound", 1001, "User not found")
+NOT_BY_TITLE = Fault(403, "NotAuthorizedByTitle", 1191, "The title's API policy does not allow this call.")
+UNKNOWN_API = Fault(404, "InvalidAPIEndpoint", 1131, "The requested API does not exist.")
+WRONG_CONTENT = Fault(400, "InvalidContentType", 1144, "Content-Type must be application/json.")
+NOT_JSON = Fault(400, "InvalidRequest", 1071, "The request body is not valid JSON.")
+INSTEAD = "An outstanding {} to join the group was accepted instead."
+APPLICATION_ACCEPTED = Fault(
+    400, "OutstandingApplicationAcceptedInstead", 1364, INSTEAD.format("application")
+)
+INVITATION_ACCEPTED = Fault(400, "OutstandingInvitationAcceptedInstead", 1363, INSTEAD.format("invitation"))
+MEMBERS_ONLY = "Only entities of type title_player_account and character may be members of groups."
+ONLY_MEMBER_TYPES = Fault(400, "InvalidEntityType", 1373, MEMBERS_ONLY)
 
 
-def no_profile() -> Fault:
-    return Fault(400, "ProfileDoesNotExist", 1298, "The requested profile does not exist.")
+def bad_params(name: str, message: str) -> Fault:
+    return Fault(400, "InvalidParams", 1000, "Invalid input parameters", {name: [message]})
 
 
-def role_missing() -> Fault:
-    return Fault(400, "RoleDoesNotExist", 1358, "The role does not exist.")
+def error_reply(fault: Fault, *, as_success: bool, headers: Mapping[str, str] | None = None) -> Response:
+    """The ApiErrorWrapper; HTTP 200 under ``X-ReportErrorAsSuccess: true``, else HTTP = ``code``."""
+    body: dict[str, Any] = {
+        "code": fault.code,
+        "status": STATUS_TEXT.get(fault.code, "BadRequest"),
+        "error": fault.error,
+        "errorCode": fault.number,
+        "errorMessage": fault.message,
+    }
+    if fault.details:
+        body["errorDetails"] = dict(fault.details)
+    if fault.code == 429:
+        body["retryAfterSeconds"] = int((headers or {}).get("Retry-After", 1))
+    return JSONResponse(body, status_code=200 if as_success else fault.code, headers=dict(headers or {}))
 
 
-def blocked() -> Fault:
-    return Fault(400, "EntityBlockedByGroup", 1357, "The entity is blocked from joining this group.")
+def ok(data: dict[str, Any]) -> Response:
+    return JSONResponse({"code": 200, "status": "OK", "data": data})
 
 
-def already_member() -> Fault:
-    return Fault(400, "EntityIsAlreadyMember", 1359, "The entity is already a member of the group.")
-
-
-def not_authorized() -> Fault:
-    return Fault(403, "NotAuthorized", 1089, "The caller is not authorized to perform this action.")
+def reports_errors_as_success(request: Request) -> bool:
+    return request.headers.get("x-reporterrorassuccess", "").lower() == "true"
 
 
 def iso(moment: datetime) -> str:
@@ -107,6 +152,17 @@ class Token:
     entity: Key
     expires: datetime
     revoked: bool = False
+
+
+@dataclass
+class Account:
+    """A player: the title player account, its master account (the classic PlayFabId) and handles."""
+
+    player: str
+    master: str
+    email: str
+    username: str
+    created: datetime
 
 
 @dataclass
@@ -126,10 +182,14 @@ class Group:
 
 @dataclass
 class Call:
-    """One request, parsed: the caller's entity and the JSON body."""
+    """One authenticated request: the caller's entity, the JSON body, and how errors are sent."""
 
     caller: Key
     body: dict[str, Any]
+    as_success: bool
+
+    def refuse(self, fault: Fault) -> SandboxError:
+        return SandboxError(error_reply(fault, as_success=self.as_success))
 
 
 class PlayFabSandbox(SandboxPlatform):
@@ -139,11 +199,13 @@ class PlayFabSandbox(SandboxPlatform):
         self.rng = random.Random("playfab-seed")
         self.clock_offset = timedelta(0)
         self.token_lifetime = TOKEN_LIFETIME
+        self.admin_api_allowed = True
         self.title_id = self._hex(5)
         self.namespace_id = self._hex(16)
         self.secret_key = random_token(self.rng, 52, HEX + "GHIJKLMNOPQRSTUVWXYZ")
         self.tokens: dict[str, Token] = {}
-        self.masters: dict[str, str] = {}  # title_player_account id -> master_player_account id
+        self.accounts: dict[str, Account] = {}  # title_player_account id -> account
+        self.account_index: dict[tuple[str, str], str] = {}  # (PlayFabId/Email/Username, value) -> id
         self.characters: dict[str, str] = {}  # character id -> owning title_player_account id
         self.groups: dict[str, Group] = {}
         self.limiter = {
@@ -159,7 +221,7 @@ class PlayFabSandbox(SandboxPlatform):
         self.characters[self.character] = self.newcomers[0]
         now = self.now()
         guild = self._group("Onboarding Guild", now)
-        guild.members[("title_player_account", self.admin)] = ["admins"]
+        guild.members[("title_player_account", self.admin)] = ["admins"]  # the owner
         guild.members[("title_player_account", self.member)] = ["members"]
         guild.blocks.add(("title_player_account", self.blocked_player))
         guild.applications[("title_player_account", self.applicant)] = {"expires": now + APPLICATION_LIFETIME}
@@ -173,9 +235,15 @@ class PlayFabSandbox(SandboxPlatform):
     def _hex(self, length: int) -> str:
         return "".join(self.rng.choice(HEX) for _ in range(length))
 
-    def _player(self) -> str:
-        player = self._hex(16)
-        self.masters[player] = self._hex(16)
+    def _player(self, email: str | None = None, username: str | None = None) -> str:
+        player, master = self._hex(16), self._hex(16)
+        number = len(self.accounts)
+        while username is None or self._account_by("Username", username) is not None:
+            username, number = f"player{number:04d}", number + 1
+        account = Account(player, master, email or f"{username}@players.example.test", username, self.now())
+        self.accounts[player] = account
+        for lookup_key, value in (("PlayFabId", master), ("Email", account.email), ("Username", username)):
+            self.account_index[_index_key(lookup_key, value)] = player
         return player
 
     def _group(self, name: str, now: datetime) -> Group:
@@ -185,6 +253,11 @@ class PlayFabSandbox(SandboxPlatform):
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc) + self.clock_offset
+
+    @property
+    def masters(self) -> dict[str, str]:
+        """title_player_account id -> its master_player_account id (the classic PlayFabId)."""
+        return {player: account.master for player, account in self.accounts.items()}
 
     # -- test knobs ------------------------------------------------------------------------------
 
@@ -199,23 +272,53 @@ class PlayFabSandbox(SandboxPlatform):
     # -- admin hooks -----------------------------------------------------------------------------
 
     def env(self, base_url: str) -> PlatformEnv:
-        connection = {
-            "conn_type": "playfab",
-            "host": base_url,
-            "login": self.title_id,
-            "password": self.secret_key,
-        }
-        return PlatformEnv(connection=connection, group=self.group_id, users=list(self.newcomers))
+        connection = dict(conn_type="playfab", host=base_url, login=self.title_id, password=self.secret_key)
+        handles = [f"email:{self.accounts[p].email}" for p in self.newcomers]
+        return PlatformEnv(
+            connection=connection, group=self.group_id, users=list(self.newcomers), handles=handles
+        )
 
     def add_people(self, count: int, group: str | None = None) -> list[str]:
+        return [person["id"] for person in self.create_people(count, group)]
+
+    def create_people(
+        self, count: int, group: str | None = None, handles: Mapping[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """``count`` players (``email``/``username`` given: the one player with them; both are unique)."""
+        handles = dict(handles or {})
         target = self.groups[group] if group is not None else None
+        if set(handles) - {"email", "username"}:
+            raise ValueError(f"handles: playfab players have email and username, not {sorted(handles)}")
+        if handles and count > 1:
+            raise DuplicateHandle("playfab: an e-mail or username belongs to one account")
+        for kind, lookup_key in (("email", "Email"), ("username", "Username")):
+            if kind in handles and self._account_by(lookup_key, handles[kind]) is not None:
+                raise DuplicateHandle(f"playfab: {kind} {handles[kind]!r} is taken")
+        if "username" in handles and not (
+            USERNAME_RE.fullmatch(handles["username"]) and 3 <= len(handles["username"]) <= 20
+        ):
+            raise ValueError("handles: a PlayFab username is 3-20 letters and digits")
         if target is not None and len(target.members) + count > MAX_GROUP_MEMBERS:
             raise ValueError(f"a group holds at most {MAX_GROUP_MEMBERS} members")
-        made = [self._player() for _ in range(count)]
-        if target is not None:
-            for player in made:
+        made = [self._player(handles.get("email"), handles.get("username")) for _ in range(count)]
+        for player in made:
+            if target is not None:
                 self._join(target, ("title_player_account", player), target.member_role)
-        return made
+        return [{"id": p, "handles": self._handles(p)} for p in made]
+
+    def _handles(self, player: str) -> dict[str, str]:
+        account = self.accounts[player]
+        return {"email": account.email, "username": account.username}
+
+    def members(self, group: str) -> dict[str, list[str]]:
+        target = self.groups[group]
+        self._purge(target)
+        return {
+            "members": [_user_id(k) for k in target.members],
+            "invited": [_user_id(k) for k in target.invitations],
+            # the admin role's holders: the group's creator is one, and no other owner is recorded
+            "protected": [_user_id(k) for k, roles in target.members.items() if target.admin_role in roles],
+        }
 
     def accept(self, group: str, user: str) -> bool:
         target = self.groups.get(group)
@@ -234,125 +337,112 @@ class PlayFabSandbox(SandboxPlatform):
         return [self.secret_key, *self.tokens]
 
     def throttle_response(self, request: Request) -> Response:
-        return self._throttled(request, self.fault_wait())
+        return self._throttled(self.fault_wait(), as_success=reports_errors_as_success(request))
 
     def server_error_response(self, request: Request) -> Response:
         fault = Fault(503, "ServiceUnavailable", 1123, "The service is currently unavailable.")
-        return self._error(request, fault)
-
-    # -- envelopes -------------------------------------------------------------------------------
-
-    def _error(self, request: Request, fault: Fault, headers: dict[str, str] | None = None) -> Response:
-        body: dict[str, Any] = {
-            "code": fault.code,
-            "status": STATUS_TEXT.get(fault.code, "BadRequest"),
-            "error": fault.error,
-            "errorCode": fault.number,
-            "errorMessage": fault.message,
-        }
-        if fault.details:
-            body["errorDetails"] = fault.details
-        if fault.code == 429:
-            body["retryAfterSeconds"] = int(headers.get("Retry-After", 1)) if headers else 1
-        as_success = request.headers.get("x-reporterrorassuccess", "").lower() == "true"
-        return JSONResponse(body, status_code=200 if as_success else fault.code, headers=headers)
-
-    def _throttled(self, request: Request, wait: float) -> Response:
-        seconds = max(1, math.ceil(wait))
-        fault = Fault(429, "APIClientRequestRateLimitExceeded", 1199, THROTTLED)
-        return self._error(request, fault, headers={"Retry-After": str(seconds)})
+        return error_reply(fault, as_success=reports_errors_as_success(request))
 
     @staticmethod
-    def _ok(data: dict[str, Any]) -> Response:
-        return JSONResponse({"code": 200, "status": "OK", "data": data})
+    def _throttled(wait: float, *, as_success: bool) -> Response:
+        headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+        return error_reply(THROTTLED, as_success=as_success, headers=headers)
 
-    # -- request plumbing ------------------------------------------------------------------------
+    # -- the gate every handler passes -----------------------------------------------------------
 
-    async def _handle(self, request: Request, operation: Callable[[Call], dict[str, Any]] | None) -> Response:
-        raw = await request.body()  # the only await: state is read and written below without one
-        if operation is None or request.method != "POST":
-            fault = Fault(404, "InvalidAPIEndpoint", 1131, "The requested API does not exist.")
-            return self._error(request, fault)
+    async def _gate(self, request: Request, *, auth: str = "entity") -> Call:
+        """Content type, JSON object body, credentials and rate limit, as PlayFab checks them.
+
+        ``auth``: ``entity`` (``X-EntityToken``: every ``/Group/*`` call), ``token`` (GetEntityToken:
+        an entity token or ``X-SecretKey``), ``secret`` (the Admin API: ``X-SecretKey`` only).
+        """
+        raw = await request.body()  # the only await: state is read and written after it without one
+        call = Call(("", ""), {}, reports_errors_as_success(request))
         if "application/json" not in request.headers.get("content-type", "").lower():
-            fault = Fault(400, "InvalidContentType", 1144, "Content-Type must be application/json.")
-            return self._error(request, fault)
+            raise call.refuse(WRONG_CONTENT)
         try:
             body = json.loads(raw) if raw.strip() else {}
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            return self._error(
-                request, Fault(400, "InvalidRequest", 1071, "The request body is not valid JSON.")
-            )
-        try:
-            caller = self._authenticate(request, body, token_call=operation == self._get_entity_token)
-            wait = self._rate(caller)
-            if wait is not None:
-                return self._throttled(request, wait)
-            return self._ok(operation(Call(caller, body)))
-        except Fault as fault:
-            return self._error(request, fault)
+            raise call.refuse(NOT_JSON)
+        call.body = body
+        call.caller = self._caller(call, request, auth)
+        wait = self.limiter["title" if call.caller[0] == "title" else "player"].hit(
+            call.caller[1], self.limit_scale()
+        )
+        if wait is not None:
+            raise SandboxError(self._throttled(wait, as_success=call.as_success))
+        return call
 
-    def _authenticate(self, request: Request, body: dict[str, Any], *, token_call: bool) -> Key:
+    def _caller(self, call: Call, request: Request, auth: str) -> Key:
         entity_token = request.headers.get("x-entitytoken")
-        if entity_token:
+        secret = request.headers.get("x-secretkey")
+        if entity_token and auth != "secret":
             token = self.tokens.get(entity_token)
             if token is None:
-                raise Fault(401, "EntityTokenInvalid", 1335, "Invalid entity token")
+                raise call.refuse(Fault(401, "EntityTokenInvalid", 1335, "Invalid entity token"))
             if token.revoked:
-                raise Fault(401, "EntityTokenRevoked", 1337, "Entity token has been revoked")
+                raise call.refuse(Fault(401, "EntityTokenRevoked", 1337, "Entity token has been revoked"))
             if token.expires <= self.now():
-                raise Fault(401, "EntityTokenExpired", 1336, "Entity token has expired")
+                raise call.refuse(Fault(401, "EntityTokenExpired", 1336, "Entity token has expired"))
             return token.entity
-        secret = request.headers.get("x-secretkey")
-        if token_call and secret:
-            if secret != self.secret_key:
-                raise Fault(401, "NotAuthenticated", 1074, NOT_AUTHENTICATED)
+        if secret and auth != "entity" and secret == self.secret_key:
             return ("title", self.title_id)
-        raise Fault(401, "NotAuthenticated", 1074, NOT_AUTHENTICATED)
-
-    def _rate(self, caller: Key) -> float | None:
-        kind = "title" if caller[0] == "title" else "player"
-        return self.limiter[kind].hit(caller[1], self.limit_scale())
+        raise call.refuse(NOT_AUTHENTICATED)
 
     # -- entities --------------------------------------------------------------------------------
 
-    def _key(self, body: dict[str, Any], name: str, *, default: Key | None = None) -> Key:
-        value = body.get(name)
-        if value is None and default is not None:
-            return default
+    def _key(self, call: Call, value: Any, name: str) -> Key:
         if not isinstance(value, dict) or not isinstance(value.get("Id"), str) or not value["Id"]:
-            raise bad_params(name, f"The {name} field is required.")
+            raise call.refuse(bad_params(name, f"The {name} field is required."))
         entity_type = value.get("Type") or value.get("TypeString")
         if not isinstance(entity_type, str) or entity_type not in BUILT_IN_TYPES:
-            raise Fault(400, "InvalidEntityType", 1373, f"The entity type {entity_type!r} is not valid.")
+            raise call.refuse(
+                Fault(400, "InvalidEntityType", 1373, f"The entity type {entity_type!r} is not valid.")
+            )
         return (entity_type, value["Id"])
 
-    def _member_entity(
-        self, body: dict[str, Any], name: str = "Entity", *, default: Key | None = None
-    ) -> Key:
-        key = self._key(body, name, default=default)
+    def _member_entity(self, call: Call, value: Any, name: str = "Entity") -> Key:
+        """An existing title_player_account or character (the only entities a group holds)."""
+        key = self._key(call, value, name)
         if key[0] not in MEMBER_TYPES:
-            raise Fault(
-                400,
-                "InvalidEntityType",
-                1373,
-                "Only entities of type title_player_account and character may be members of groups.",
-            )
-        exists = key[1] in self.masters if key[0] == "title_player_account" else key[1] in self.characters
+            raise call.refuse(ONLY_MEMBER_TYPES)
+        exists = key[1] in self.accounts if key[0] == "title_player_account" else key[1] in self.characters
         if not exists:
-            raise no_profile()
+            raise call.refuse(NO_PROFILE)
         return key
 
-    def _group_of(self, body: dict[str, Any]) -> Group:
-        value = body.get("Group")
+    def _entity_or_caller(self, call: Call) -> Key:
+        """The body's ``Entity``, which defaults to the caller."""
+        value = call.body.get("Entity")
+        return call.caller if value is None else self._member_entity(call, value)
+
+    def _group_of(self, call: Call) -> Group:
+        value = call.body.get("Group")
         if not isinstance(value, dict) or not isinstance(value.get("Id"), str) or not value["Id"]:
-            raise bad_params("Group", "The Group field is required.")
+            raise call.refuse(bad_params("Group", "The Group field is required."))
         group = self.groups.get(value["Id"])
         if group is None:
-            raise no_profile()
+            raise call.refuse(NO_PROFILE)
         self._purge(group)
         return group
+
+    def _role(self, call: Call, group: Group, *, default: str | None = None) -> str | None:
+        role = call.body.get("RoleId")
+        if role is None:
+            return default
+        if not isinstance(role, str) or not 1 <= len(role) <= 64 or not set(role) <= ROLE_CHARS:
+            raise call.refuse(bad_params("RoleId", "Role IDs must be between 1 and 64 characters long."))
+        if role not in group.roles:
+            raise call.refuse(ROLE_MISSING)
+        return role
+
+    def _entities(self, call: Call) -> list[Key]:
+        listed = call.body.get("Members")
+        if not isinstance(listed, list) or not listed:
+            raise call.refuse(bad_params("Members", "The Members field is required."))
+        return list(dict.fromkeys(self._member_entity(call, item, "Members") for item in listed))
 
     def _purge(self, group: Group) -> None:
         now = self.now()
@@ -366,8 +456,9 @@ class PlayFabSandbox(SandboxPlatform):
             "title": _entity_key(("title", self.title_id)),
         }
         player = self.characters.get(key[1]) if key[0] == "character" else key[1]
-        if key[0] in MEMBER_TYPES and player:
-            lineage["master_player_account"] = _entity_key(("master_player_account", self.masters[player]))
+        if key[0] in MEMBER_TYPES and player in self.accounts:
+            master = self.accounts[player].master
+            lineage["master_player_account"] = _entity_key(("master_player_account", master))
         if key[0] == "character" and player:
             lineage["title_player_account"] = _entity_key(("title_player_account", player))
         return lineage
@@ -387,16 +478,6 @@ class PlayFabSandbox(SandboxPlatform):
             self.characters.get(entity[1], ""),
         )
 
-    def _role(self, body: dict[str, Any], group: Group, *, default: str | None = None) -> str | None:
-        role = body.get("RoleId")
-        if role is None:
-            return default
-        if not isinstance(role, str) or not 1 <= len(role) <= 64 or not set(role) <= ROLE_CHARS:
-            raise bad_params("RoleId", "Role IDs must be between 1 and 64 characters long.")
-        if role not in group.roles:
-            raise role_missing()
-        return role
-
     def _join(self, group: Group, key: Key, role: str) -> None:
         group.members.setdefault(key, [])
         if role not in group.members[key]:
@@ -404,6 +485,12 @@ class PlayFabSandbox(SandboxPlatform):
         group.invitations.pop(key, None)
         group.applications.pop(key, None)
         group.version += 1
+
+    def _check_joinable(self, call: Call, group: Group, key: Key) -> None:
+        if key in group.blocks:
+            raise call.refuse(BLOCKED)
+        if key in group.members:
+            raise call.refuse(ALREADY_MEMBER)
 
     def _invitation_view(self, group: Group, key: Key) -> dict[str, Any]:
         invitation = group.invitations[key]
@@ -422,89 +509,173 @@ class PlayFabSandbox(SandboxPlatform):
             "Expires": iso(group.applications[key]["expires"]),
         }
 
-    # -- operations ------------------------------------------------------------------------------
+    def _account_by(self, lookup_key: str, value: str) -> Account | None:
+        """The account whose master id (exact), e-mail or username (any case) is ``value``."""
+        player = self.account_index.get(_index_key(lookup_key, value))
+        return self.accounts[player] if player is not None else None
 
-    def _get_entity_token(self, call: Call) -> dict[str, Any]:
+    async def _entity_call(self, request: Request, may_act: str) -> tuple[Call, Group, Key]:
+        """A call about one entity of a group, refused unless ``may_act`` lets the caller make it.
+
+        ``admin``: the group's admins (and the title); ``self``: the entity itself (by default the
+        caller), its parent player or the title; ``admin or self``: either.
+        """
+        call = await self._gate(request)
+        group = self._group_of(call)
+        if may_act == "self":
+            key = self._entity_or_caller(call)
+        else:
+            key = self._member_entity(call, call.body.get("Entity"))
+        admin = may_act != "self" and self._is_admin(call.caller, group)
+        if not (admin or (may_act != "admin" and self._acts_for(call.caller, key))):
+            raise call.refuse(NOT_AUTHORIZED)
+        return call, group, key
+
+    # -- the API ---------------------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        api = [
+            ("Authentication/GetEntityToken", self._get_entity_token),
+            ("Admin/GetUserAccountInfo", self._get_user_account_info),
+            ("Group/InviteToGroup", self._invite_to_group),
+            ("Group/IsMember", self._is_member),
+            ("Group/ListGroupInvitations", self._list_invitations),
+            ("Group/ListGroupApplications", self._list_applications),
+            ("Group/ListGroupMembers", self._list_members),
+            ("Group/ListMembership", self._list_membership),
+            ("Group/ListMembershipOpportunities", self._list_opportunities),
+            ("Group/GetGroup", self._get_group),
+            ("Group/RemoveGroupInvitation", self._remove_invitation),
+            ("Group/AcceptGroupInvitation", self._accept_invitation),
+            ("Group/ApplyToGroup", self._apply),
+            ("Group/AcceptGroupApplication", self._accept_application),
+            ("Group/RemoveGroupApplication", self._remove_application),
+            ("Group/AddMembers", self._add_members),
+            ("Group/RemoveMembers", self._remove_members),
+            ("Group/BlockEntity", self._block),
+            ("Group/UnblockEntity", self._unblock),
+            ("Group/ListGroupBlocks", self._list_blocks),
+        ]
+        known = [Route("POST", f"/{path}", handler) for path, handler in api]
+        # anything else (another path, or another verb): PlayFab's "no such API"
+        return known + [Route(method, "/{path:path}", self._unknown_api) for method in ALL_METHODS]
+
+    async def _unknown_api(self, request: Request) -> Response:
+        await request.body()
+        raise SandboxError(error_reply(UNKNOWN_API, as_success=reports_errors_as_success(request)))
+
+    async def _get_entity_token(self, request: Request) -> Response:
+        call = await self._gate(request, auth="token")
         entity = call.caller
         if call.body.get("Entity") is not None:
-            wanted = self._key(call.body, "Entity")
+            wanted = self._key(call, call.body["Entity"], "Entity")
             if wanted != call.caller:
                 if call.caller[0] != "title" or wanted[0] not in MEMBER_TYPES:
-                    raise not_authorized()
-                entity = self._member_entity(call.body)
+                    raise call.refuse(NOT_AUTHORIZED)
+                entity = self._member_entity(call, call.body["Entity"])
         token = random_token(
             self.rng, 120, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
         )
         expires = self.now() + self.token_lifetime
         self.tokens[token] = Token(entity, expires)
-        return {"EntityToken": token, "TokenExpiration": iso(expires), "Entity": _entity_key(entity)}
+        return ok({"EntityToken": token, "TokenExpiration": iso(expires), "Entity": _entity_key(entity)})
 
-    def _invite_to_group(self, call: Call) -> dict[str, Any]:
+    async def _get_user_account_info(self, request: Request) -> Response:
+        call = await self._gate(request, auth="secret")
+        if not self.admin_api_allowed:
+            raise call.refuse(NOT_BY_TITLE)
+        given = [k for k in LOOKUP_KEYS if call.body.get(k) not in (None, "")]
+        if not given:
+            raise call.refuse(
+                bad_params("PlayFabId", "One of PlayFabId, Email, Username or TitleDisplayName is required.")
+            )
+        lookup_key, value = given[0], call.body[given[0]]
+        if not isinstance(value, str):
+            raise call.refuse(bad_params(lookup_key, f"The {lookup_key} field must be a string."))
+        if lookup_key == "Email" and not EMAIL_RE.fullmatch(value):
+            raise call.refuse(bad_params("Email", "Email address is not valid."))
+        if lookup_key == "Username" and not USERNAME_RE.fullmatch(value):
+            raise call.refuse(bad_params("Username", "Username contains invalid characters."))
+        account = self._account_by(lookup_key, value)  # no display names are seeded
+        if account is None:
+            raise call.refuse(NO_ACCOUNT)
+        title_info = {
+            "Origination": "Organic",
+            "Created": iso(account.created),
+            "isBanned": False,
+            "TitlePlayerAccount": _entity_key(("title_player_account", account.player)),
+        }
+        user_info = {
+            "PlayFabId": account.master,
+            "Created": iso(account.created),
+            "Username": account.username,
+            "PrivateInfo": {"Email": account.email},
+            "TitleInfo": title_info,
+        }
+        return ok({"UserInfo": user_info})
+
+    async def _invite_to_group(self, request: Request) -> Response:
+        call = await self._gate(request)
         body = call.body
         for name in ("Group", "Entity"):  # the shape of the whole body first, then the entities
             if not isinstance(body.get(name), dict) or not body[name].get("Id"):
-                raise bad_params(name, f"The {name} field is required.")
+                raise call.refuse(bad_params(name, f"The {name} field is required."))
         role = body.get("RoleId")
         if role is not None and (
             not isinstance(role, str) or not 1 <= len(role) <= 64 or not set(role) <= ROLE_CHARS
         ):
-            raise bad_params("RoleId", "Role IDs must be between 1 and 64 characters long.")
-        _check_tags(body)
-        group = self._group_of(body)
-        key = self._member_entity(body)
+            raise call.refuse(bad_params("RoleId", "Role IDs must be between 1 and 64 characters long."))
+        _check_tags(call)
+        group = self._group_of(call)
+        key = self._member_entity(call, body["Entity"])
         self.invite_requested(group.id, _user_id(key))
         if not self._is_admin(call.caller, group):
-            raise not_authorized()
-        role = self._role(body, group, default=group.member_role)
-        assert role is not None
-        if key in group.blocks:
-            raise blocked()
-        if key in group.members:
-            raise already_member()
+            raise call.refuse(NOT_AUTHORIZED)
+        role = self._role(call, group, default=group.member_role) or group.member_role
+        self._check_joinable(call, group, key)
         if key in group.applications and body.get("AutoAcceptOutstandingApplication") is not False:
             self._join(group, key, role)
             self.invite_applied(group.id, _user_id(key))
-            raise Fault(
-                400,
-                "OutstandingApplicationAcceptedInstead",
-                1364,
-                "An outstanding application to join the group was accepted instead.",
-            )
+            raise call.refuse(APPLICATION_ACCEPTED)
         if key not in group.invitations:  # a second invite returns the first one unchanged
-            group.invitations[key] = {
-                "role": role,
-                "expires": self.now() + INVITATION_LIFETIME,
-                "by": call.caller,
-            }
+            invitation = {"role": role, "expires": self.now() + INVITATION_LIFETIME, "by": call.caller}
+            group.invitations[key] = invitation
             self.invite_applied(group.id, _user_id(key))
-        return self._invitation_view(group, key)
+        return ok(self._invitation_view(group, key))
 
-    def _is_member(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
-        key = self._member_entity(call.body)
-        role = self._role(call.body, group)
+    async def _is_member(self, request: Request) -> Response:
+        call = await self._gate(request)
+        group = self._group_of(call)
+        key = self._member_entity(call, call.body.get("Entity"))
+        role = self._role(call, group)
         roles = group.members.get(key, [])
-        return {"IsMember": bool(roles) and (role is None or role in roles)}
+        return ok({"IsMember": bool(roles) and (role is None or role in roles)})
 
-    def _list_invitations(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
-        return {"Invitations": [self._invitation_view(group, k) for k in group.invitations]}
+    async def _list_invitations(self, request: Request) -> Response:
+        call = await self._gate(request)
+        group = self._group_of(call)
+        return ok({"Invitations": [self._invitation_view(group, k) for k in group.invitations]})
 
-    def _list_applications(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
-        return {"Applications": [self._application_view(group, k) for k in group.applications]}
+    async def _list_applications(self, request: Request) -> Response:
+        call = await self._gate(request)
+        group = self._group_of(call)
+        return ok({"Applications": [self._application_view(group, k) for k in group.applications]})
 
-    def _list_members(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
+    async def _list_members(self, request: Request) -> Response:
+        call = await self._gate(request)
+        group = self._group_of(call)
         blocks = []
         for role_id, role_name in group.roles.items():
             members = [self._with_lineage(k) for k, roles in group.members.items() if role_id in roles]
             if members:
                 blocks.append({"RoleId": role_id, "RoleName": role_name, "Members": members})
-        return {"Members": blocks}
+        return ok({"Members": blocks})
 
-    def _list_membership(self, call: Call) -> dict[str, Any]:
-        entity = self._key(call.body, "Entity", default=call.caller)
+    async def _list_membership(self, request: Request) -> Response:
+        call = await self._gate(request)
+        entity = (
+            call.caller if call.body.get("Entity") is None else self._key(call, call.body["Entity"], "Entity")
+        )
         found = []
         for group in self.groups.values():
             roles = group.members.get(entity)
@@ -518,12 +689,15 @@ class PlayFabSandbox(SandboxPlatform):
                         "Roles": [{"RoleId": r, "RoleName": group.roles.get(r, r)} for r in roles],
                     }
                 )
-        return {"Groups": found}
+        return ok({"Groups": found})
 
-    def _list_opportunities(self, call: Call) -> dict[str, Any]:
-        entity = self._key(call.body, "Entity", default=call.caller)
+    async def _list_opportunities(self, request: Request) -> Response:
+        call = await self._gate(request)
+        entity = (
+            call.caller if call.body.get("Entity") is None else self._key(call, call.body["Entity"], "Entity")
+        )
         if not self._acts_for(call.caller, entity):
-            raise not_authorized()
+            raise call.refuse(NOT_AUTHORIZED)
         applications, invitations = [], []
         for group in self.groups.values():
             self._purge(group)
@@ -531,183 +705,130 @@ class PlayFabSandbox(SandboxPlatform):
                 applications.append(self._application_view(group, entity))
             if entity in group.invitations:
                 invitations.append(self._invitation_view(group, entity))
-        return {"Applications": applications, "Invitations": invitations}
+        return ok({"Applications": applications, "Invitations": invitations})
 
-    def _get_group(self, call: Call) -> dict[str, Any]:
+    async def _get_group(self, request: Request) -> Response:
+        call = await self._gate(request)
         if call.body.get("Group") is None and isinstance(call.body.get("GroupName"), str):
             group = next((g for g in self.groups.values() if g.name == call.body["GroupName"]), None)
             if group is None:
-                raise no_profile()
+                raise call.refuse(NO_PROFILE)
         else:
-            group = self._group_of(call.body)
-        return {
-            "Group": _entity_key(("group", group.id)),
-            "GroupName": group.name,
-            "AdminRoleId": group.admin_role,
-            "MemberRoleId": group.member_role,
-            "Roles": dict(group.roles),
-            "Created": iso(group.created),
-            "ProfileVersion": group.version,
-        }
+            group = self._group_of(call)
+        return ok(
+            {
+                "Group": _entity_key(("group", group.id)),
+                "GroupName": group.name,
+                "AdminRoleId": group.admin_role,
+                "MemberRoleId": group.member_role,
+                "Roles": dict(group.roles),
+                "Created": iso(group.created),
+                "ProfileVersion": group.version,
+            }
+        )
 
-    def _remove_invitation(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
-        key = self._member_entity(call.body)
+    async def _remove_invitation(self, request: Request) -> Response:
+        """Rescinds (the group's side) or rejects (the invited entity or its parent) an invitation."""
+        call = await self._gate(request)
+        group = self._group_of(call)
+        key = self._member_entity(call, call.body.get("Entity"))
+        self.removal_requested(group.id, _user_id(key))
         if not (self._is_admin(call.caller, group) or self._acts_for(call.caller, key)):
-            raise not_authorized()
+            raise call.refuse(NOT_AUTHORIZED)
         if group.invitations.pop(key, None) is None:
-            raise Fault(400, "GroupInvitationNotFound", 1361, "The group invitation was not found.")
-        return {}
+            raise call.refuse(NO_INVITATION)
+        self.removal_applied(group.id, _user_id(key))
+        return ok({})
 
-    def _accept_invitation(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
-        key = self._member_entity(call.body, default=call.caller)
-        if not self._acts_for(call.caller, key):
-            raise not_authorized()
-        if key in group.blocks:
-            raise blocked()
-        if key in group.members:
-            raise already_member()
+    async def _accept_invitation(self, request: Request) -> Response:
+        call, group, key = await self._entity_call(request, "self")
+        self._check_joinable(call, group, key)
         invitation = group.invitations.get(key)
         if invitation is None:
-            raise Fault(400, "GroupInvitationNotFound", 1361, "The group invitation was not found.")
+            raise call.refuse(NO_INVITATION)
         if invitation["role"] not in group.roles:
-            raise role_missing()
+            raise call.refuse(ROLE_MISSING)
         self._join(group, key, invitation["role"])
-        return {}
+        return ok({})
 
-    def _apply(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
-        key = self._member_entity(call.body, default=call.caller)
-        if not self._acts_for(call.caller, key):
-            raise not_authorized()
-        if key in group.blocks:
-            raise blocked()
-        if key in group.members:
-            raise already_member()
+    async def _apply(self, request: Request) -> Response:
+        call, group, key = await self._entity_call(request, "self")
+        self._check_joinable(call, group, key)
         invitation = group.invitations.get(key)
         if invitation is not None and call.body.get("AutoAcceptOutstandingInvite") is not False:
             self._join(group, key, invitation["role"])
-            raise Fault(
-                400,
-                "OutstandingInvitationAcceptedInstead",
-                1363,
-                "An outstanding invitation to join the group was accepted instead.",
-            )
+            raise call.refuse(INVITATION_ACCEPTED)
         group.applications.setdefault(key, {"expires": self.now() + APPLICATION_LIFETIME})
-        return self._application_view(group, key)
+        return ok(self._application_view(group, key))
 
-    def _accept_application(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
-        key = self._member_entity(call.body)
-        if not self._is_admin(call.caller, group):
-            raise not_authorized()
-        if key in group.blocks:
-            raise blocked()
-        if key in group.members:
-            raise already_member()
+    async def _accept_application(self, request: Request) -> Response:
+        call, group, key = await self._entity_call(request, "admin")
+        self._check_joinable(call, group, key)
         if key not in group.applications:
-            raise Fault(400, "GroupApplicationNotFound", 1362, "The group application was not found.")
+            raise call.refuse(NO_APPLICATION)
         self._join(group, key, group.member_role)
-        return {}
+        return ok({})
 
-    def _remove_application(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
-        key = self._member_entity(call.body)
-        if not (self._is_admin(call.caller, group) or self._acts_for(call.caller, key)):
-            raise not_authorized()
+    async def _remove_application(self, request: Request) -> Response:
+        call, group, key = await self._entity_call(request, "admin or self")
         if group.applications.pop(key, None) is None:
-            raise Fault(400, "GroupApplicationNotFound", 1362, "The group application was not found.")
-        return {}
+            raise call.refuse(NO_APPLICATION)
+        return ok({})
 
-    def _entities(self, call: Call) -> list[Key]:
-        listed = call.body.get("Members")
-        if not isinstance(listed, list) or not listed:
-            raise bad_params("Members", "The Members field is required.")
-        return [self._member_entity({"Entity": item}) for item in listed]
-
-    def _add_members(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
+    async def _add_members(self, request: Request) -> Response:
+        call = await self._gate(request)
+        group = self._group_of(call)
         keys = self._entities(call)
         if not self._is_admin(call.caller, group):
-            raise not_authorized()
-        role = self._role(call.body, group, default=group.member_role)
-        assert role is not None
+            raise call.refuse(NOT_AUTHORIZED)
+        role = self._role(call, group, default=group.member_role) or group.member_role
         if any(k in group.blocks for k in keys):
-            raise blocked()
+            raise call.refuse(BLOCKED)
         for key in keys:
             self._join(group, key, role)
-        return {}
+        return ok({})
 
-    def _remove_members(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
+    async def _remove_members(self, request: Request) -> Response:
+        """All or nobody: naming a non-member (of ``RoleId``, if given) removes nobody."""
+        call = await self._gate(request)
+        group = self._group_of(call)
         keys = self._entities(call)
-        if not self._is_admin(call.caller, group):
-            raise not_authorized()
-        role = self._role(call.body, group)
         for key in keys:
-            roles = group.members.get(key, [])
+            self.removal_requested(group.id, _user_id(key))
+        if not (self._is_admin(call.caller, group) or keys == [call.caller]):  # a member may leave
+            raise call.refuse(NOT_AUTHORIZED)
+        role = self._role(call, group)
+        if any(k not in group.members or (role is not None and role not in group.members[k]) for k in keys):
+            raise call.refuse(NOT_A_MEMBER)
+        for key in keys:
+            roles = group.members[key]
             if role is None or roles == [role]:
-                group.members.pop(key, None)
-            elif role in roles:
+                del group.members[key]
+                self.removal_applied(group.id, _user_id(key))
+            else:  # out of one role, still a member
                 roles.remove(role)
         group.version += 1
-        return {}
+        return ok({})
 
-    def _block(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
-        key = self._member_entity(call.body)
-        if not self._is_admin(call.caller, group):
-            raise not_authorized()
+    async def _block(self, request: Request) -> Response:
+        _, group, key = await self._entity_call(request, "admin")
         group.blocks.add(key)
-        group.members.pop(key, None)  # blocking removes a member; invitations stay [C]
+        group.members.pop(key, None)  # blocking removes a member; invitations stay
         group.applications.pop(key, None)
-        return {}
+        return ok({})
 
-    def _unblock(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
-        key = self._member_entity(call.body)
-        if not self._is_admin(call.caller, group):
-            raise not_authorized()
+    async def _unblock(self, request: Request) -> Response:
+        _, group, key = await self._entity_call(request, "admin")
         group.blocks.discard(key)
-        return {}
+        return ok({})
 
-    def _list_blocks(self, call: Call) -> dict[str, Any]:
-        group = self._group_of(call.body)
+    async def _list_blocks(self, request: Request) -> Response:
+        call = await self._gate(request)
+        group = self._group_of(call)
         view = _entity_key(("group", group.id))
-        return {"BlockedEntities": [{"Entity": self._with_lineage(k), "Group": view} for k in group.blocks]}
-
-    # -- routes ----------------------------------------------------------------------------------
-
-    def router(self) -> APIRouter:
-        operations: dict[str, Callable[[Call], dict[str, Any]]] = {
-            "Authentication/GetEntityToken": self._get_entity_token,
-            "Group/InviteToGroup": self._invite_to_group,
-            "Group/IsMember": self._is_member,
-            "Group/ListGroupInvitations": self._list_invitations,
-            "Group/ListGroupApplications": self._list_applications,
-            "Group/ListGroupMembers": self._list_members,
-            "Group/ListMembership": self._list_membership,
-            "Group/ListMembershipOpportunities": self._list_opportunities,
-            "Group/GetGroup": self._get_group,
-            "Group/RemoveGroupInvitation": self._remove_invitation,
-            "Group/AcceptGroupInvitation": self._accept_invitation,
-            "Group/ApplyToGroup": self._apply,
-            "Group/AcceptGroupApplication": self._accept_application,
-            "Group/RemoveGroupApplication": self._remove_application,
-            "Group/AddMembers": self._add_members,
-            "Group/RemoveMembers": self._remove_members,
-            "Group/BlockEntity": self._block,
-            "Group/UnblockEntity": self._unblock,
-            "Group/ListGroupBlocks": self._list_blocks,
-        }
-        router = APIRouter()
-
-        @router.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-        async def dispatch(path: str, request: Request) -> Response:
-            return await self._handle(request, operations.get(path.strip("/")))
-
-        return router
+        return ok(
+            {"BlockedEntities": [{"Entity": self._with_lineage(k), "Group": view} for k in group.blocks]}
+        )
 
 
 def _entity_key(key: Key) -> dict[str, str]:
@@ -719,8 +840,12 @@ def _user_id(key: Key) -> str:
     return key[1] if key[0] == "title_player_account" else f"{key[0]}:{key[1]}"
 
 
-def _check_tags(body: dict[str, Any]) -> None:
-    tags = body.get("CustomTags")
+def _index_key(lookup_key: str, value: str) -> tuple[str, str]:
+    return (lookup_key, value if lookup_key == "PlayFabId" else value.casefold())
+
+
+def _check_tags(call: Call) -> None:
+    tags = call.body.get("CustomTags")
     if tags is None:
         return
     valid = (
@@ -732,7 +857,9 @@ def _check_tags(body: dict[str, Any]) -> None:
         )
     )
     if not valid:
-        raise bad_params("CustomTags", "At most 10 tags; keys up to 64 and values up to 128 characters.")
+        raise call.refuse(
+            bad_params("CustomTags", "At most 10 tags; keys up to 64 and values up to 128 characters.")
+        )
 
 
 PLATFORM = PlayFabSandbox
