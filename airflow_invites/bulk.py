@@ -503,6 +503,7 @@ class BulkReportOperator(BaseOperator):
         }
         if deferred:
             summary["deferred"] = deferred
+        ti.xcom_push(key="failed_platforms", value=sorted({f["platform"] for f in failures}))
         if failures:
             by_platform = Counter(f["platform"] for f in failures)
             raise AirflowFailException(

@@ -45,6 +45,7 @@ def get_provider_info() -> dict[str, Any]:
         "extra-links": ["airflow_invites.operators.base.GroupLink"],
         # invites://<platform>/<group>: the asset events of the membership tasks
         "asset-uris": [{"schemes": ["invites"], "handler": "airflow_invites.assets.normalize_uri"}],
+        "notifications": ["airflow_invites.notifications.rocketchat.RocketChatNotifier"],
         "connection-types": [
             {
                 "connection-type": spec.conn_type,

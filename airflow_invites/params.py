@@ -141,3 +141,15 @@ def approval_param(verb: str = "invites") -> Param:
         "Required Actions page before anyone is touched. Rejected: nobody is.",
         section="Options",
     )
+
+
+def notify_room_param() -> Param:
+    """``notify_room``: where notifications go (Rocket.Chat); empty: the Variable ``invites_notify_room``."""
+    return Param(
+        None,
+        type=["null", "string"],
+        title="Notify room (Rocket.Chat)",
+        description="Room id, #channel or @username for 'approval needed' and 'failed on' messages. Empty: "
+        "the Variable invites_notify_room; neither: no message.",
+        section="Options",
+    )

@@ -12,12 +12,20 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param
 
+from airflow_invites.notifications.rocketchat import approval_needed, failed_on
 from airflow_invites.onboarding import DEFAULT_ORDER, offboarding_task_group
-from airflow_invites.params import approval_param, dry_run_param, person_params, person_template
+from airflow_invites.params import (
+    approval_param,
+    dry_run_param,
+    notify_room_param,
+    person_params,
+    person_template,
+)
 from airflow_invites.platforms import PLATFORMS
 
 params: dict[str, Param] = person_params("remove the person")
 params["dry_run"] = dry_run_param("Look up and report; remove nobody.")
+params["notify_room"] = notify_room_param()
 params["require_approval"] = approval_param("removals")
 
 with DAG(
@@ -33,4 +41,6 @@ with DAG(
         platforms=list(DEFAULT_ORDER),
         dry_run="{{ params.dry_run }}",
         approval="{{ params.require_approval }}",
+        approval_notifiers=[approval_needed("offboarding")],
+        report_notifiers=[failed_on("Offboarding")],
     )

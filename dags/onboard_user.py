@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from airflow.sdk import DAG, Param
 
+from airflow_invites.notifications.rocketchat import approval_needed, failed_on
 from airflow_invites.onboarding import DEFAULT_ORDER, onboarding_task_group
 from airflow_invites.params import (
     approval_param,
     dry_run_param,
     message_param,
+    notify_room_param,
     person_params,
     person_template,
 )
@@ -26,6 +28,7 @@ from airflow_invites.platforms import PLATFORMS
 params: dict[str, Param] = person_params("invite")
 params["message"] = message_param()
 params["dry_run"] = dry_run_param()
+params["notify_room"] = notify_room_param()
 params["require_approval"] = approval_param()
 params["wait_for_acceptance"] = Param(
     False,
@@ -61,4 +64,6 @@ with DAG(
         wait_for_acceptance="{{ params.wait_for_acceptance and not params.dry_run }}",
         acceptance_poll_interval="{{ params.acceptance_poll_seconds }}",
         approval="{{ params.require_approval }}",
+        approval_notifiers=[approval_needed("onboarding")],
+        report_notifiers=[failed_on("Onboarding")],
     )

@@ -33,7 +33,14 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import DAG, Asset, Param, conf
 
 from airflow_invites.bulk import roster_sync_tasks
-from airflow_invites.params import approval_param, dry_run_param, group_param, message_param
+from airflow_invites.notifications.rocketchat import approval_needed, failed_on
+from airflow_invites.params import (
+    approval_param,
+    dry_run_param,
+    group_param,
+    message_param,
+    notify_room_param,
+)
 from airflow_invites.platforms import PLATFORMS
 
 params: dict[str, Param] = {
@@ -92,6 +99,7 @@ for _name, _spec in PLATFORMS.items():
 params["message"] = message_param()
 params["dry_run"] = dry_run_param("Look up and report the drift; change nothing.")
 params["require_approval"] = approval_param("changes")
+params["notify_room"] = notify_room_param()
 
 #: the roster's asset (a deployment setting): run when it changes instead of every hour
 ROSTER_ASSET = str(conf.get("invites", "roster_asset", fallback="") or "").strip()
@@ -108,4 +116,8 @@ with DAG(
     doc_md=__doc__,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
 ) as dag:
-    roster_sync_tasks(approval="{{ params.require_approval }}")
+    roster_sync_tasks(
+        approval="{{ params.require_approval }}",
+        approval_notifiers=[approval_needed("roster sync")],
+        report_notifiers=[failed_on("Roster sync")],
+    )

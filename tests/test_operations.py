@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+import requests
 from test_onboarding import load_dag, onboard_conf, xcom
 
 from airflow_invites.platforms import PLATFORMS
@@ -442,3 +443,68 @@ def test_the_task_groups_watch_their_pools(airflow_db):
     }
     roster = load_dag("scheduled_onboarding").dag.get_task("watch_pools")
     assert set(roster.watched) == {f"{kind}_{p}" for kind in ("preview", "sync") for p in PLATFORMS}
+
+
+# -- the Rocket.Chat notifier ----------------------------------------------------------------------------
+
+
+def room_history(sandbox, room: str) -> list[str]:
+    """The room's chat messages (not system messages such as "user added"), newest first, read through
+    Rocket.Chat's own API as the bot."""
+    connection = sandbox.env()["rocketchat"]["connection"]
+    reply = requests.get(
+        f"{sandbox.base_url}/rocketchat/api/v1/groups.history",
+        params={"roomId": room},
+        headers={"X-User-Id": connection["login"], "X-Auth-Token": connection["password"]},
+        timeout=5,
+    )
+    assert reply.status_code == 200, reply.text
+    return [m["msg"] for m in reply.json()["messages"] if not m.get("t")]
+
+
+def test_approval_needed_is_posted_to_the_room(sandbox, airflow_db):
+    room = sandbox.env()["rocketchat"]["group"]
+    conf = onboard_conf(sandbox, "rocketchat", require_approval=True, notify_room=room)
+    helper = answer_when_asked("onboard_user", "onboard.approve", "Approve")
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "success"
+    assert room_history(sandbox, room) == [
+        f"Approval needed: onboarding (onboard_user, run {run.run_id}): Approve onboarding."
+    ]
+
+
+def test_a_failed_onboarding_is_posted_to_the_room_without_personal_data(sandbox, airflow_db, monkeypatch):
+    from airflow.models.variable import Variable
+
+    room = sandbox.env()["rocketchat"]["group"]
+    Variable.set("invites_notify_room", room)
+    try:
+        conf = {**onboard_conf(sandbox, "playfab"), "playfab_group": "FFFFFFFFFFFFFFF0"}  # no such group
+        run = load_dag("onboard_user").dag.test(run_conf=conf)
+    finally:
+        Variable.delete("invites_notify_room")
+    assert run.state == "failed"
+    assert room_history(sandbox, room) == [f"Onboarding failed on playfab (onboard_user, run {run.run_id})."]
+
+
+def test_without_a_room_nothing_is_posted_and_the_log_says_so(sandbox, airflow_db, capsys):
+    conf = {**onboard_conf(sandbox, "playfab"), "playfab_group": "FFFFFFFFFFFFFFF0"}
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    assert run.state == "failed"
+    assert not [r for r in sandbox.requests("rocketchat") if r["path"].endswith("chat.postMessage")]
+    captured = capsys.readouterr()
+    assert "no Rocket.Chat room configured (param notify_room or Variable invites_notify_room)" in (
+        captured.out + captured.err
+    )
+
+
+def test_a_chat_outage_does_not_fail_the_notifying_task(sandbox, airflow_db):
+    room = sandbox.env()["rocketchat"]["group"]
+    conf = onboard_conf(sandbox, "playfab", require_approval=True, notify_room=room)
+    sandbox.faults("rocketchat", rate=1.0, kinds=["server_error"])
+    helper = answer_when_asked("onboard_user", "onboard.approve", "Approve")
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "success"  # asked, approved and invited, although the message could not go out
+    assert sandbox.invites("playfab")[0]["applied"] == 1
