@@ -46,7 +46,7 @@ phase_end
 # ---------------------------------------------------------------- run directory, ports, environment
 WORK=$(mktemp -d -t invites-e2e-XXXXXX)
 chmod 755 "$WORK"
-mkdir -p "$WORK/logs" "$WORK/airflow" "$WORK/redis"
+mkdir -p "$WORK/logs" "$WORK/airflow" "$WORK/redis" "$WORK/people"
 export INVITES_E2E_RUN=$WORK
 free_port() { "$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PG_PORT=$(free_port); REDIS_PORT=$(free_port); API_PORT=$(free_port); SANDBOX_PORT=$(free_port)
@@ -75,6 +75,10 @@ export AIRFLOW__CELERY__BROKER_URL=redis://127.0.0.1:$REDIS_PORT/0
 export AIRFLOW__CELERY__RESULT_BACKEND=db+postgresql+psycopg2://airflow:airflow@127.0.0.1:$PG_PORT/airflow
 # (SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not installed: name the driver)
 export AIRFLOW__CELERY__WORKER_CONCURRENCY=2
+# deferrable sensors (the acceptance sensor waits in the triggerer); scheduled_onboarding runs when the
+# roster's asset changes (e2e/test_operations.py sends the event) and reads rosters from $WORK/people
+export AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=True
+export AIRFLOW__INVITES__ROSTER_ASSET=file://$WORK/people/roster.csv AIRFLOW__INVITES__PEOPLE_FOLDERS=$WORK/people
 printf '{"admin": "%s"}\n' "$ADMIN_PASSWORD" >"$AIRFLOW_HOME/passwords.json"
 # what the checks read
 export E2E_API=http://127.0.0.1:$API_PORT E2E_SANDBOX=http://127.0.0.1:$SANDBOX_PORT
@@ -241,8 +245,9 @@ run_pytest() {  # run_pytest LABEL FILES...
   return "$rc"
 }
 FAILED=0
-phase_start "checks on LocalExecutor (browser, REST, deferral)"
-run_pytest "LocalExecutor" e2e/test_browser.py e2e/test_rest.py e2e/test_deferral.py e2e/test_invites_ui.py || FAILED=1
+phase_start "checks on LocalExecutor (browser, REST, deferral, operations)"
+run_pytest "LocalExecutor" e2e/test_browser.py e2e/test_rest.py e2e/test_deferral.py e2e/test_invites_ui.py \
+  e2e/test_operations.py || FAILED=1
 phase_end
 
 # ---------------------------------------------------------------- 4. CeleryExecutor
