@@ -402,8 +402,8 @@ What the figures mean and what limits them:
   (`max_requests_per_second: 10`, `burst: 120`). PlayFab publishes no numbers either (the sandbox assumes
   100/s, bursts of 1,000): our hook starts at 20/s and learns the ceiling from its throttle replies
   (honouring `retryAfterSeconds`), so a few throttle replies are expected and none reaches a task. The
-  gentle start costs PlayFab a few seconds on short runs (200 people: 5.6 s where an unpaced loop takes
-  4.9 s); the learned rate is kept for the connection's next run.
+  gentle start costs PlayFab a few seconds on short runs (the PlayFab rows of the peer table); the
+  learned rate is kept for the connection's next run.
 - **Parse cost**: each DAG file imported over a bare `import airflow.sdk`, median of 5 fresh processes;
   server modules (FastAPI, uvicorn, Starlette, the sandbox) must not appear.
 - **Scale**: wall time and requests for 100, 1,000 and 10,000 people (limits off).
