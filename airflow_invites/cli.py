@@ -67,7 +67,7 @@ def sandbox_main(args: argparse.Namespace) -> int:
         import uvicorn
 
         from airflow_invites.sandbox.app import create_app
-    except ImportError as exc:  # FastAPI and uvicorn are the extra "sandbox"
+    except ImportError as exc:  # uvicorn is the extra "sandbox"
         print(
             f"airflow-invites sandbox: {exc.name} is not installed: pip install 'airflow-invites[sandbox]'",
             file=sys.stderr,

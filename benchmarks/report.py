@@ -386,8 +386,8 @@ What the figures mean and what limits them:
 - **At a ceiling the hooks are not told**: the sandbox's documented limits off and an explicit ceiling
   (`PUT /_sandbox/limits` with `rate` and `burst`, see [the sandbox](sandbox.md)) on one platform; new
   people invited with our hook's defaults. *Fraction of ceiling* = requests the ceiling let through /
-  requests it allows in that time (burst + rate x wall time). The VRChat hook's default pacing and the
-  PlayFab hook's handling of throttle replies decide this row.
+  requests it allows in that time (burst + rate x wall time). The VRChat and PlayFab hooks' adaptive
+  pacing (start gently, climb while clean, step down on a throttle reply) decides this row.
 - **Bulk**: 1,000 new people into one group with our operator (one look-up of the group, lists where
   the platform takes them, concurrent requests where allowed). Sandbox rate limits and our client-side
   pacing are off here, so it is about requests and round trips.
@@ -397,10 +397,13 @@ What the figures mean and what limits them:
   themselves by default. *Fraction of ceiling* = requests sent / requests the limit allows in that time
   (burst included; Bungie: its sustained 25/s). Rocket.Chat's limiter does not apply to a user with the
   `bot` role. VRChat publishes no limit: the sandbox assumes 10/s with bursts of 120, while our hook
-  paces itself at 2/s by default because VRChat asks for gentle clients; the second VRChat row shows the
-  same pacing set to the sandbox's limit (`max_requests_per_second: 10`, `burst: 120`). PlayFab publishes
-  no numbers either (the sandbox assumes 100/s, bursts of 1,000) and our hook does not pace it: it
-  honours `retryAfterSeconds` instead, so a few throttle replies are expected and none reaches a task.
+  starts at 2/s because VRChat asks for gentle clients and climbs while replies are clean (the first
+  VRChat row is too short to climb far); the second VRChat row caps the pacing at the sandbox's limit
+  (`max_requests_per_second: 10`, `burst: 120`). PlayFab publishes no numbers either (the sandbox assumes
+  100/s, bursts of 1,000): our hook starts at 20/s and learns the ceiling from its throttle replies
+  (honouring `retryAfterSeconds`), so a few throttle replies are expected and none reaches a task. The
+  gentle start costs PlayFab a few seconds on short runs (the PlayFab rows of the peer table); the
+  learned rate is kept for the connection's next run.
 - **Parse cost**: each DAG file imported over a bare `import airflow.sdk`, median of 5 fresh processes;
   server modules (FastAPI, uvicorn, Starlette, the sandbox) must not appear.
 - **Scale**: wall time and requests for 100, 1,000 and 10,000 people (limits off).

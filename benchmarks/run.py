@@ -64,7 +64,7 @@ RATE_RUNS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
     ("bitrix24", "bitrix24", 5000, {}),
     ("playfab", "playfab", 3000, {}),
     ("bungie", "bungie", 500, {}),
-    ("vrchat (default pacing: 2/s)", "vrchat", 40, {}),
+    ("vrchat (adaptive pacing from 2/s)", "vrchat", 40, {}),
     ("vrchat (paced at the sandbox's 10/s)", "vrchat", 300, {"max_requests_per_second": 10, "burst": 120}),
 )
 

@@ -347,7 +347,14 @@ def main() -> int:
     parser.add_argument("--people", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/performance.md")
+    parser.add_argument(
+        "--render", action="store_true", help="print the docs section of the last results; measure nothing"
+    )
     args = parser.parse_args()
+    if args.render:
+        shutil.rmtree(HOME, ignore_errors=True)
+        print(render(json.loads((REPO / "benchmarks" / "results" / "ui_render.json").read_text())), end="")
+        return 0
     try:
         result = measure(args.people, args.runs)
     finally:

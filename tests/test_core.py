@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from airflow_invites.core.adapter import InviteAdapter, InviteRequest, InviteResult, Presence, UserState
+from airflow_invites.core.adapter import InviteRequest, MembershipAdapter, PersonResult, Presence, UserState
 from airflow_invites.core.errors import InviteInputError, PermanentPlatformError, TransientPlatformError
 from airflow_invites.core.membership import as_user_list, invite_people
 from airflow_invites.core.outcome import InviteOutcome, Status, summarize
@@ -20,7 +20,7 @@ from airflow_invites.core.totp import totp_code, totp_valid
 from airflow_invites.operators.base import parse_bool
 
 
-class MemoryAdapter(InviteAdapter):
+class MemoryAdapter(MembershipAdapter):
     """A platform in memory: members, pending invites, and scripted failures of invite calls."""
 
     platform = "memory"
@@ -56,7 +56,7 @@ class MemoryAdapter(InviteAdapter):
 
     def send_invites(
         self, group: str, users: Sequence[str], request: InviteRequest
-    ) -> Mapping[str, InviteResult]:
+    ) -> Mapping[str, PersonResult]:
         with self.lock:
             self.sends.append(list(users))
             if self.refuse_group:
@@ -65,7 +65,7 @@ class MemoryAdapter(InviteAdapter):
             if self.lose_next_reply:
                 self.lose_next_reply -= 1
                 raise TransientPlatformError("reply lost", maybe_applied=True)
-        return {u: InviteResult(Status.INVITED) for u in users}
+        return {u: PersonResult(Status.INVITED) for u in users}
 
 
 def test_outcome_round_trips_and_summarizes():

@@ -65,10 +65,6 @@ class PersonResult:
     code: str | None = None
 
 
-#: the name the invite-only contract used
-InviteResult = PersonResult
-
-
 #: handle kinds a person may be given by, beside a platform id (``kind:value``)
 HANDLE_KINDS = ("email", "username", "name")
 HANDLE_RE = re.compile(r"^(email|username|name):(.*)$", re.DOTALL)
@@ -233,7 +229,3 @@ class MembershipAdapter(ABC):
     def group_url(self, group: str) -> str | None:
         """A web page of the group, for the task's extra link."""
         return None
-
-
-#: the name the invite-only contract used
-InviteAdapter = MembershipAdapter

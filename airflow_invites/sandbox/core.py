@@ -229,28 +229,26 @@ class SandboxPlatform(ABC):
     def env(self, base_url: str) -> PlatformEnv:
         """Connection, group and people not in it, for ``--print-env`` (base_url ends at the prefix)."""
 
-    @abstractmethod
     def add_people(self, count: int, group: str | None = None) -> list[str]:
         """``count`` new people, in no group or already members of ``group`` (``KeyError`` if unknown);
         returns their ids as the hook takes them. Seeded members are not invites: the ledger is untouched."""
+        return [person["id"] for person in self.create_people(count, group)]
 
+    @abstractmethod
     def create_people(
         self, count: int, group: str | None = None, handles: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
         """``add_people`` with each person's handles: ``[{"id", "handles": {kind: value}}]``.
 
         ``handles`` sets those values on every person created (``DuplicateHandle`` where the real
-        platform forbids two people with one value). Platforms with handles override this.
+        platform forbids two people with one value).
         """
-        if handles:
-            raise DuplicateHandle(f"{self.name} has no handles in this sandbox")
-        return [{"id": user, "handles": {}} for user in self.add_people(count, group)]
 
+    @abstractmethod
     def members(self, group: str) -> dict[str, list[str]]:
         """``{"members": [ids], "invited": [ids], "protected": [ids]}`` of ``group`` (``KeyError`` if
         unknown): ids as the hook takes them; ``protected`` are the members the platform or we never
         remove (the owner, the connection's own account)."""
-        raise NotImplementedError(f"{self.name}: members")
 
     @abstractmethod
     def accept(self, group: str, user: str) -> bool:

@@ -396,9 +396,6 @@ class Bitrix24Sandbox(SandboxPlatform):
             },
         }
 
-    def add_people(self, count: int, group: str | None = None) -> list[str]:
-        return [p["id"] for p in self.create_people(count, group)]
-
     def create_people(
         self, count: int, group: str | None = None, handles: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:

@@ -337,9 +337,6 @@ class BungieSandbox(SandboxPlatform):
         handles = [f"name:{self.accounts[key].bungie_name}" for key in users]
         return PlatformEnv(connection=connection, group=self.group_id, users=users, handles=handles)
 
-    def add_people(self, count: int, group: str | None = None) -> list[str]:
-        return [person["id"] for person in self.create_people(count, group)]
-
     def create_people(
         self, count: int, group: str | None = None, handles: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:

@@ -278,9 +278,6 @@ class PlayFabSandbox(SandboxPlatform):
             connection=connection, group=self.group_id, users=list(self.newcomers), handles=handles
         )
 
-    def add_people(self, count: int, group: str | None = None) -> list[str]:
-        return [person["id"] for person in self.create_people(count, group)]
-
     def create_people(
         self, count: int, group: str | None = None, handles: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:

@@ -246,9 +246,6 @@ class RocketChatSandbox(SandboxPlatform):
             connection=connection, group=self.group_id, users=list(self.newcomers), handles=handles
         )
 
-    def add_people(self, count: int, group: str | None = None) -> list[str]:
-        return [p["id"] for p in self.create_people(count, group)]
-
     def create_people(
         self, count: int, group: str | None = None, handles: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:

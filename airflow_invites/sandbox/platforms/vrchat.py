@@ -351,9 +351,6 @@ class VRChatSandbox(SandboxPlatform):
         handles = [f"name:{self.users[user]['displayName']}" for user in self.newcomers]
         return PlatformEnv(connection, self.group_id, list(self.newcomers), handles)
 
-    def add_people(self, count: int, group: str | None = None) -> list[str]:
-        return [person["id"] for person in self.create_people(count, group)]
-
     def create_people(
         self, count: int, group: str | None = None, handles: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
