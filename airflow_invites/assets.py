@@ -74,14 +74,14 @@ def event_extra(platform: str, group: str, statuses: Iterable[str]) -> dict[str,
     }
 
 
-def add_membership_event(context: Any, platform: str, group: str, statuses: Iterable[str]) -> bool:
-    """Add the event of ``group`` to the task's ``invites:<platform>`` alias; False if it has no such outlet."""
+def add_membership_event(context: Any, task: Any, platform: str, group: str, statuses: Iterable[str]) -> bool:
+    """Add the event of ``group`` to ``task``'s ``invites:<platform>`` alias; False if it has no such outlet
+    (or the context carries no outlet events: a task run outside Airflow)."""
     from airflow.sdk import Asset
 
-    task = context["task"]
     name = alias_name(platform)
     alias = next((o for o in getattr(task, "outlets", None) or [] if getattr(o, "name", None) == name), None)
-    if alias is None or type(alias).__name__ != "AssetAlias":
+    if alias is None or type(alias).__name__ != "AssetAlias" or "outlet_events" not in context:
         return False
     uri = membership_uri(platform, group)
     context["outlet_events"][alias].add(

@@ -74,7 +74,7 @@ def _clear_faults_after_first_throttle(sandbox, platform: str) -> threading.Thre
     return helper
 
 
-def test_a_long_throttle_defers_the_task_and_it_resumes(sandbox, airflow_db, monkeypatch, capsys):
+def test_a_long_throttle_defers_the_task_and_it_resumes(sandbox, airflow_db, monkeypatch, capsys, caplog):
     monkeypatch.setenv("AIRFLOW_CONN_ROCKETCHAT_DEFAULT", sandbox.connection_env("rocketchat", defer_after=1))
     conf = onboard_conf(sandbox, "rocketchat")
     sandbox.faults("rocketchat", rate=1.0, kinds=["throttle"], throttle_seconds=3)
@@ -91,7 +91,9 @@ def test_a_long_throttle_defers_the_task_and_it_resumes(sandbox, airflow_db, mon
     assert figures["retries"] == 0  # the throttle was not slept in the worker
     assert time.monotonic() - started >= 3
     captured = capsys.readouterr()
-    out = captured.out + captured.err
+    out = (
+        captured.out + captured.err + caplog.text
+    )  # where the task's log lines land depends on earlier tests
     assert re.search(r"rate limited \(429\).*; deferring 3 s \(round 1\): the worker slot is free", out)
     assert re.search(r"resumed after [345] s deferred \(round 1", out)
     assert re.search(r"deferred 1 time\(s\), [345] s in all", out)
@@ -488,14 +490,14 @@ def test_a_failed_onboarding_is_posted_to_the_room_without_personal_data(sandbox
     assert room_history(sandbox, room) == [f"Onboarding failed on playfab (onboard_user, run {run.run_id})."]
 
 
-def test_without_a_room_nothing_is_posted_and_the_log_says_so(sandbox, airflow_db, capsys):
+def test_without_a_room_nothing_is_posted_and_the_log_says_so(sandbox, airflow_db, capsys, caplog):
     conf = {**onboard_conf(sandbox, "playfab"), "playfab_group": "FFFFFFFFFFFFFFF0"}
     run = load_dag("onboard_user").dag.test(run_conf=conf)
     assert run.state == "failed"
     assert not [r for r in sandbox.requests("rocketchat") if r["path"].endswith("chat.postMessage")]
     captured = capsys.readouterr()
     assert "no Rocket.Chat room configured (param notify_room or Variable invites_notify_room)" in (
-        captured.out + captured.err
+        captured.out + captured.err + caplog.text
     )
 
 
@@ -508,3 +510,19 @@ def test_a_chat_outage_does_not_fail_the_notifying_task(sandbox, airflow_db):
     helper.join(timeout=5)
     assert run.state == "success"  # asked, approved and invited, although the message could not go out
     assert sandbox.invites("playfab")[0]["applied"] == 1
+
+
+def test_a_mapped_roster_sync_defers_on_a_long_throttle(sandbox, airflow_db, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AIRFLOW_CONN_ROCKETCHAT_DEFAULT", sandbox.connection_env("rocketchat", defer_after=1))
+    conf, people = roster_conf(sandbox, tmp_path, monkeypatch)
+    sandbox.faults("rocketchat", rate=1.0, kinds=["throttle"], throttle_seconds=3)
+    helper = _clear_faults_after_first_throttle(sandbox, "rocketchat")
+    run = load_dag("scheduled_onboarding").dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "success"
+    assert [(r["user"], r["applied"]) for r in sandbox.invites("rocketchat")] == [(people["rocketchat"], 1)]
+    figures = xcom(run, "sync_rocketchat", "stats", map_index=0)
+    assert figures["deferrals"] == 1 and figures["deferred_s"] >= 3, figures
+    summary = xcom(run, "report")
+    assert [(d["platform"], d["deferrals"]) for d in summary["deferred"]] == [("rocketchat", 1)]
+    assert "| platform | group | deferred (times) | deferred (s) |" in capsys.readouterr().out

@@ -94,6 +94,9 @@ class FakeTI:
     def get_task_states(self, dag_id: str, task_ids: list[str], run_ids: list[str]) -> dict[str, Any]:
         return {run_ids[0]: {t: self.states.get(t) for t in task_ids}}
 
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[("report", key)] = value
+
 
 def test_a_dead_plan_task_fails_the_bulk_report():
     """A killed ``plan_<platform>`` left no batches: its platform's people are failures, not nothing."""

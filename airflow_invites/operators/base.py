@@ -300,9 +300,8 @@ class GroupMembershipOperator(BaseOperator):
                 f"{first.detail}"
             )
         if outcomes and not parse_bool(self.dry_run_mode, "dry_run"):
-            add_membership_event(
-                context, hook.platform, outcomes[0].group, [o.status.value for o in outcomes]
-            )
+            statuses = [o.status.value for o in outcomes]
+            add_membership_event(context, self, hook.platform, outcomes[0].group, statuses)
         return data
 
     def check_approval(self, context: Any) -> None:
