@@ -200,6 +200,14 @@ def test_a_long_throttle_is_waited_out_in_the_triggerer_not_in_a_worker(
     deferred = [seconds[p].get("deferred", 0.0) for p in paths]
     figures = [airflow.xcom(r, "onboard.invite_rocketchat", "stats") for r in deferred_runs]
     assert all(f["deferrals"] == 1 and f["deferred_s"] >= 115 for f in figures), figures
+    log = json.dumps(airflow.get(f"{paths[0]}/logs/1?full_content=true"))
+    for said in (
+        "; deferring 1",
+        "the worker slot is free meanwhile",
+        "resumed after 1",
+        "deferred 1 time(s)",
+    ):
+        assert said in log, (said, log[-3000:])  # the task's own log tells the story
     slept = clock.held(slept_path)
     slept_stats = airflow.xcom(slept_run, "onboard.invite_playfab", "stats")
     fact(
