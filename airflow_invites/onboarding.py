@@ -141,7 +141,10 @@ def membership_task_group(
             task = member(
                 platform,
                 f"{verb}_{platform}",
-                trigger_rule=TriggerRule.ALL_SUCCESS if position == 0 else TriggerRule.ALL_DONE,
+                # after an approval task, each task reads its decision itself (none recorded: nobody touched)
+                trigger_rule=TriggerRule.ALL_SUCCESS
+                if position == 0 and approve is None
+                else TriggerRule.ALL_DONE,
                 approval_task=approve.task_id if approve is not None else None,
             )
             if previous is not None:

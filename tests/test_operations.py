@@ -532,3 +532,38 @@ def test_approved_offboarding_shows_the_removal_then_removes(sandbox, airflow_db
     assert "**1 would be removed**" in out and f"| rocketchat | {env['group']} | {member} | remove |" in out
     assert xcom(run, "offboard.remove_rocketchat")[0]["status"] == "removed"
     assert member not in sandbox.members("rocketchat", env["group"]).get("members", [])
+
+
+def test_an_approval_task_marked_failed_lets_nobody_through(sandbox, airflow_db):
+    """Someone marks the waiting approval task failed instead of answering: no decision, nobody touched."""
+
+    def mark_failed() -> None:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with create_session() as session:
+                ti = session.scalar(
+                    select(TaskInstance).where(
+                        TaskInstance.dag_id == "onboard_user",
+                        TaskInstance.task_id == "onboard.approve",
+                        TaskInstance.state == "awaiting_input",
+                    )
+                )
+                if ti is not None:
+                    ti.set_state("failed", session=session)
+                    return
+            time.sleep(0.3)
+
+    helper = threading.Thread(target=mark_failed, daemon=True)
+    helper.start()
+    conf = onboard_conf(sandbox, "rocketchat", require_approval=True)
+    run = load_dag("onboard_user").dag.test(run_conf=conf)
+    helper.join(timeout=5)
+    assert run.state == "failed"
+    assert sandbox.invites("rocketchat") == []
+    outcome = xcom(run, "onboard.invite_rocketchat", "outcomes")[0]
+    assert outcome["status"] == "failed" and outcome["code"] == "not_approved", outcome
+    assert "no approval decision" in outcome["detail"]
