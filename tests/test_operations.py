@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -248,14 +249,10 @@ def test_the_sensor_follows_default_deferrable(sandbox, airflow_db, monkeypatch,
 # -- approval before acting ------------------------------------------------------------------------------
 
 
-def answer_when_asked(dag_id: str, task_id: str, option: str, user: str = "alice") -> threading.Thread:
-    """Answer the run's approval request as the UI's Required Actions page does (the API route's own
-    code, in this process: a PATCH needs an api-server), once the task waits for input."""
+def when_waiting_for_input(dag_id: str, task_id: str, act: Any) -> threading.Thread:
+    """In a thread: once the task waits for input, ``act(ti, session)`` in a metadata-DB session."""
 
-    def answer() -> None:
-        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
-        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+    def watch() -> None:
         from airflow.models.taskinstance import TaskInstance
         from airflow.utils.session import create_session
         from sqlalchemy import select
@@ -271,21 +268,35 @@ def answer_when_asked(dag_id: str, task_id: str, option: str, user: str = "alice
                     )
                 )
                 if ti is not None:
-                    time.sleep(1)  # a response right after parking can race the executor (see docs)
-                    update_hitl_detail(
-                        dag_id=dag_id,
-                        dag_run_id=ti.run_id,
-                        task_id=task_id,
-                        update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option]),
-                        user=SimpleAuthManagerUser(username=user, role="admin"),
-                        session=session,
-                    )
+                    act(ti, session)
                     return
             time.sleep(0.3)
 
-    helper = threading.Thread(target=answer, daemon=True)
+    helper = threading.Thread(target=watch, daemon=True)
     helper.start()
     return helper
+
+
+def answer_when_asked(dag_id: str, task_id: str, option: str, user: str = "alice") -> threading.Thread:
+    """Answer the run's approval request as the UI's Required Actions page does (the API route's own
+    code, in this process: a PATCH needs an api-server), once the task waits for input."""
+
+    def answer(ti: Any, session: Any) -> None:
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+
+        time.sleep(1)  # a response right after parking can race the executor (see docs)
+        update_hitl_detail(
+            dag_id=dag_id,
+            dag_run_id=ti.run_id,
+            task_id=task_id,
+            update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[option]),
+            user=SimpleAuthManagerUser(username=user, role="admin"),
+            session=session,
+        )
+
+    return when_waiting_for_input(dag_id, task_id, answer)
 
 
 def test_approved_onboarding_invites_after_a_preview(sandbox, airflow_db, capsys):
@@ -536,29 +547,9 @@ def test_approved_offboarding_shows_the_removal_then_removes(sandbox, airflow_db
 
 def test_an_approval_task_marked_failed_lets_nobody_through(sandbox, airflow_db):
     """Someone marks the waiting approval task failed instead of answering: no decision, nobody touched."""
-
-    def mark_failed() -> None:
-        from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with create_session() as session:
-                ti = session.scalar(
-                    select(TaskInstance).where(
-                        TaskInstance.dag_id == "onboard_user",
-                        TaskInstance.task_id == "onboard.approve",
-                        TaskInstance.state == "awaiting_input",
-                    )
-                )
-                if ti is not None:
-                    ti.set_state("failed", session=session)
-                    return
-            time.sleep(0.3)
-
-    helper = threading.Thread(target=mark_failed, daemon=True)
-    helper.start()
+    helper = when_waiting_for_input(
+        "onboard_user", "onboard.approve", lambda ti, session: ti.set_state("failed", session=session)
+    )
     conf = onboard_conf(sandbox, "rocketchat", require_approval=True)
     run = load_dag("onboard_user").dag.test(run_conf=conf)
     helper.join(timeout=5)
