@@ -132,3 +132,10 @@ def airflow_db() -> None:
     from airflow.utils import db
 
     db.initdb()
+
+
+@pytest.fixture
+def long_run(request: pytest.FixtureRequest) -> None:
+    """Skip unless the run asked for the long fault suite (``pytest -m faults``, ``make test-faults``)."""
+    if "faults" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("the long variant runs with -m faults (make test-faults)")

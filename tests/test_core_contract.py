@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 import requests
+from test_core import MemoryAdapter
 
 from airflow_invites.core.adapter import (
     Handle,
-    MembershipAdapter,
     PersonResult,
     Presence,
     Resolution,
@@ -188,8 +188,8 @@ def test_a_shared_access_token_is_used_until_shortly_before_it_ends():
     assert shared.get() is None
 
 
-class Memory(MembershipAdapter):
-    """A platform in memory with removals and handles."""
+class Memory(MemoryAdapter):
+    """A platform in memory with removals and handles (ids as in ``test_core``)."""
 
     platform = "memory"
     can_cancel_invites = True
@@ -209,16 +209,6 @@ class Memory(MembershipAdapter):
         self.claim_absent: set[str] = set()
         self.lose: set[str] = set()
         self.lock = threading.Lock()
-
-    def normalize_group(self, group: object) -> str:
-        if not isinstance(group, str) or not group.isalnum():
-            raise InviteInputError("group", "letters and digits", group)
-        return group
-
-    def normalize_user(self, user: object) -> str:
-        if not isinstance(user, str) or not user.isalnum():
-            raise InviteInputError("users", "letters and digits", user)
-        return user
 
     def resolve(self, handles: Sequence[Handle]) -> Mapping[Handle, Resolution]:
         self.resolved.append(list(handles))

@@ -311,9 +311,7 @@ def test_faults_and_a_killed_task_still_invite_everyone_once(sandbox, monkeypatc
 
 @pytest.mark.faults
 @pytest.mark.parametrize("platform", NAMES)
-def test_faults_1000_people(sandbox, monkeypatch, platform, request):
-    if "faults" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("the long variant runs with -m faults (make test-faults)")
+def test_faults_1000_people(sandbox, monkeypatch, platform, long_run):
     figures = fault_round(sandbox, monkeypatch, platform, LONG_RUN_PEOPLE, wait_scale=1.0)
     assert set(figures.faults) == set(FAULT_KINDS)  # every kind met
 

@@ -123,9 +123,7 @@ def test_faults_and_a_killed_task_still_remove_everyone_once(sandbox, monkeypatc
 
 @pytest.mark.faults
 @pytest.mark.parametrize("platform", NAMES)
-def test_removal_faults_1000_people(sandbox, monkeypatch, platform, request):
-    if "faults" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("the long variant runs with -m faults (make test-faults)")
+def test_removal_faults_1000_people(sandbox, monkeypatch, platform, long_run):
     if platform == "bungie":
         pytest.skip("a Bungie clan holds 100 members: the 200-person round covers it")
     removal_round(sandbox, monkeypatch, platform, LONG_RUN_PEOPLE, wait_scale=1.0)
