@@ -44,6 +44,7 @@ def peers_table(results: dict[str, Any]) -> str:
                 r["limits"],
                 f"{r['wall_s']:.2f}",
                 str(r["requests"]),
+                str(r.get("sign_in_requests", "")),
                 str(r["throttle_replies"]),
                 str(r["applied"]),
                 str(r["not_invited"]),
@@ -60,6 +61,7 @@ def peers_table(results: dict[str, Any]) -> str:
             "limits",
             "wall s",
             "requests",
+            "of which sign-in",
             "throttled",
             "applied",
             "not invited",
@@ -90,6 +92,27 @@ WHY_FASTER = {
     "unpaced client loses invites to throttle replies once limits are on (see *not invited*)",
     ("*", "loop"): "one request per person in sequence and nothing read first",
 }
+
+
+def per_person_table(results: dict[str, Any]) -> str:
+    """Our first run per platform (limits off): requests per person, with and without signing in."""
+    rows = []
+    for r in results.get("peers", []):
+        if r["client"] != "ours" or r["limits"] != "off":
+            continue
+        sign_in = r.get("sign_in_requests", 0)
+        rows.append(
+            [
+                r["platform"],
+                str(r["people"]),
+                str(r["requests"]),
+                str(sign_in),
+                f"{r['requests'] / r['people']:.3f}",
+                f"{(r['requests'] - sign_in) / r['people']:.3f}",
+            ]
+        )
+    headers = ["platform", "people", "requests", "of which sign-in", "per person", "per person, signed in"]
+    return _table(headers, rows)
 
 
 def _count(n: int, noun: str) -> str:
@@ -240,7 +263,11 @@ def render(results: dict[str, Any], images: bool = False) -> str:
     parts = [
         f"## Beside the official clients ({people} new people, {results['latency_ms']} ms latency)"
         f"\n\n{peers_table(results)}{peers_plot}\n\nWhere a client was faster than ours:\n\n"
-        f"{faster_peers(results)}"
+        f"{faster_peers(results)}\n\nOur requests per person in that first run (limits off). *Signed in*: "
+        "without the sign-in requests. VRChat's session and Bitrix24's access token are kept between "
+        "runs (in Variables), so a deployment's later runs make none; PlayFab and Bungie get a token "
+        "once per task:\n\n"
+        f"{per_person_table(results)}"
         if results.get("peers")
         else "",
         f"## At a ceiling the hooks are not told\n\n{ceiling_table(results)}"
@@ -388,6 +415,11 @@ What the figures mean and what limits them:
   people invited with our hook's defaults. *Fraction of ceiling* = requests the ceiling let through /
   requests it allows in that time (burst + rate x wall time). The VRChat and PlayFab hooks' adaptive
   pacing (start gently, climb while clean, step down on a throttle reply) decides this row.
+- **The minimum for 200 new people**: the invite calls (one per person on PlayFab, Bungie and
+  VRChat, whose invite names one person; one call on Rocket.Chat and Bitrix24), plus what must be read
+  first so that nobody is invited twice or on a guess: PlayFab 2 (members, invitations), Bungie 2
+  (members, pending invitations), VRChat 4 (the group, to see the bot's permissions and size; members;
+  invitations; bans, because an invite lifts a ban), Rocket.Chat 3 and Bitrix24 1; plus signing in.
 - **Bulk**: 1,000 new people into one group with our operator (one look-up of the group, lists where
   the platform takes them, concurrent requests where allowed). Sandbox rate limits and our client-side
   pacing are off here, so it is about requests and round trips.

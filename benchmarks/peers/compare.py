@@ -10,6 +10,7 @@ Requests and applied invites come from the sandbox's own logs, not from what a c
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -25,6 +26,11 @@ from benchmarks.sandbox_process import SandboxProcess
 PEOPLE = 200
 CEILING_PEOPLE = 500
 THROTTLED = (429, 503)  # every platform's rate-limit status (Bitrix24: 503 QUERY_LIMIT_EXCEEDED)
+#: the requests that sign in (a deployment keeps the session or token between runs): VRChat's login
+#: and 2FA, PlayFab's entity token, Bungie's and Bitrix24's OAuth token, Rocket.Chat's login
+SIGN_IN = re.compile(
+    r"/auth/user$|/auth/twofactorauth/|/Authentication/GetEntityToken$|/OAuth/token/?$|/oauth/token/?$|/api/v1/login$"
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ def measured(
     return {
         "wall_s": wall,
         "requests": len(log),
+        "sign_in_requests": sum(1 for r in log if SIGN_IN.search(r["path"].split("?")[0])),
         "accepted_requests": sum(1 for r in log if r["status"] not in THROTTLED),
         "throttle_replies": sum(1 for r in log if r["status"] in THROTTLED),
         "applied": sum(after.values()) - sum(before.values()),
