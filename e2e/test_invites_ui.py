@@ -145,7 +145,7 @@ def test_the_invites_page_shows_every_person_with_the_right_colour(
     page.goto(f"{API}/")
     page.get_by_role("link", name="Invites").first.click()  # the entry in Airflow's navigation
     started = time.monotonic()
-    frame = plugin_frame(page, "/invites/")
+    frame = plugin_frame(page, "invites/")
     fact(f"invites page: {len(expected)} cells drawn {time.monotonic() - started:.1f} s after the click")
     rows = frame.evaluate(GRID_JS)
     shown = {(row["person"], cell["platform"]): cell for row in rows for cell in row["cells"]}
@@ -204,7 +204,7 @@ def test_a_runs_invites_tab_shows_what_its_report_logged(
 
     page.goto(f"{API}/dags/{DAG_ID}/runs/{quote(run_id, safe='')}")
     page.locator('a[href$="/plugin/invites_run"]').click()  # the run page's "Invites" tab
-    frame = plugin_frame(page, "/invites/dags/")
+    frame = plugin_frame(page, "invites/dags/")
     shown = {
         (row["person"], c["platform"]): c["status"] for row in frame.evaluate(GRID_JS) for c in row["cells"]
     }

@@ -165,8 +165,32 @@ def test_installing_the_package_registers_the_plugin(client: Any, tokens: dict[s
     assert "airflow-invites" in plugin["source"] and "airflow.plugins" in plugin["source"]
     assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/invites"]
     views = {v["destination"]: v for v in plugin["external_views"]}
-    assert views["nav"]["href"] == "/invites/" and views["nav"]["name"] == "Invites"
-    assert views["dag_run"]["href"] == "/invites/dags/{DAG_ID}/runs/{RUN_ID}"
+    assert views["nav"]["href"] == "invites/" and views["nav"]["name"] == "Invites"
+    assert views["dag_run"]["href"] == "invites/dags/{DAG_ID}/runs/{RUN_ID}"
+
+
+def test_the_views_follow_airflow_under_a_sub_path(
+    client: Any, tokens: dict[str, str], history: dict[str, str]
+) -> None:
+    """The UI frames a view's href as given, under ``<base href>`` = ``[api] base_url``: a relative
+    href reaches the app wherever Airflow is served, and the page's own links follow its root path."""
+    from urllib.parse import urljoin
+
+    from fastapi.testclient import TestClient
+
+    from airflow_invites.plugins.plugin import InvitesPlugin
+
+    for view in InvitesPlugin.external_views:
+        for key in ("href", "icon"):
+            if view.get(key):
+                assert urljoin("https://example.test/airflow/", view[key]).startswith(
+                    "https://example.test/airflow/invites/"
+                ), (key, view[key])
+    under_sub_path = TestClient(client.app, root_path="/airflow")
+    page = get(under_sub_path, "/airflow/invites/", tokens["admin"], dag_id="ui_onboard")
+    assert page.status_code == 200, page.text
+    assert 'href="/airflow/invites/static/grid.css' in page.text
+    assert 'href="/dags/' not in page.text and 'href="/airflow/dags/' in page.text
 
 
 def test_the_plugin_module_imports_no_web_stack() -> None:

@@ -17,6 +17,9 @@ from airflow.sdk.plugins_manager import AirflowPlugin
 
 #: where the api-server mounts the app (also the start of the pages' URLs)
 URL_PREFIX = "/invites"
+#: the same place as the UI links to it: relative, so that the page's ``<base href>`` (Airflow's
+#: ``[api] base_url``) comes first; "/invites/" would miss an Airflow served under a sub-path
+VIEW_PREFIX = URL_PREFIX.removeprefix("/")
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -55,15 +58,15 @@ class InvitesPlugin(AirflowPlugin):
     external_views = [
         {
             "name": "Invites",
-            "href": f"{URL_PREFIX}/",
+            "href": f"{VIEW_PREFIX}/",
             "url_route": "invites",
             "destination": "nav",
             "nav_top_level": True,
-            "icon": f"{URL_PREFIX}/static/icon.svg",
+            "icon": f"{VIEW_PREFIX}/static/icon.svg",
         },
         {
             "name": "Invites",
-            "href": f"{URL_PREFIX}/dags/{{DAG_ID}}/runs/{{RUN_ID}}",
+            "href": f"{VIEW_PREFIX}/dags/{{DAG_ID}}/runs/{{RUN_ID}}",
             "url_route": "invites_run",
             "destination": "dag_run",
         },
