@@ -297,6 +297,45 @@ def test_trigger_fails_fast_when_nobody_invited_and_times_out_otherwise(sandbox)
     assert rebuilt.serialize() == (classpath, kwargs)
 
 
+def test_an_acceptance_between_the_look_ups_reads_is_not_taken_for_a_withdrawal(sandbox):
+    """PlayFab's look-up reads members, then invitations: someone who accepts in between shows in
+    neither. The sensor and the trigger look again before they call that a withdrawal."""
+    from airflow_invites.core.membership import invite_people
+    from airflow_invites.platforms import PLATFORMS
+    from airflow_invites.triggers.membership import judge, look
+
+    env = sandbox.env()["playfab"]
+    group = env["group"]
+
+    def invited_then_accepting_between_reads(user: str) -> tuple[Any, list[str]]:
+        """A hook whose next look-up sees ``user`` accept after the members read."""
+        hook = PLATFORMS["playfab"].hook_for("playfab_default")
+        [outcome] = invite_people(hook, group, [user])
+        assert outcome.status.value == "invited"
+        reads: list[str] = []
+        original = hook.call
+
+        def call(method: str, path: str, **kwargs: Any) -> Any:
+            reply = original(method, path, **kwargs)
+            reads.append(path)
+            if path.endswith("ListGroupMembers") and len(reads) == 1:
+                sandbox.accept("playfab", group, user)
+            return reply
+
+        hook.call = call  # type: ignore[method-assign]
+        return hook, reads
+
+    first, second = env["users"][:2]
+    hook, _ = invited_then_accepting_between_reads(first)
+    one_look = judge(hook.lookup(group, [first]), [first], wait_while_absent=False)
+    assert one_look.absent and "neither a member nor invited" in (one_look.failure or "")
+
+    hook, reads = invited_then_accepting_between_reads(second)
+    verdict = look(hook, group, [second], wait_while_absent=False)
+    assert verdict.done and verdict.failure is None
+    assert sum(path.endswith("ListGroupMembers") for path in reads) == 2  # it looked again
+
+
 # -- DAG files: import cost, no server code ------------------------------------------------------
 
 IMPORT_PROBE = """

@@ -109,11 +109,11 @@ class GroupMembershipSensor(BaseSensorOperator):
         return self._normalized
 
     def poke(self, context: Any) -> bool:
-        from airflow_invites.triggers.membership import judge
+        from airflow_invites.triggers.membership import look
 
         hook = self._hook()
         group, users = self._targets(hook)
-        verdict = judge(hook.lookup(group, users), users, wait_while_absent=self.wait_while_absent)
+        verdict = look(hook, group, users, wait_while_absent=self.wait_while_absent)
         if verdict.failure:
             raise AirflowFailException(f"{self.platform} {group}: {verdict.failure}")
         if not verdict.done:

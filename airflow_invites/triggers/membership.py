@@ -45,6 +45,7 @@ class Verdict:
     done: bool
     failure: str | None = None
     waiting: dict[str, str] = field(default_factory=dict)  # person -> presence
+    absent: bool = False  # the failure is someone in neither listing (worth a second look)
 
 
 def judge(states: Mapping[str, UserState], users: Sequence[str], *, wait_while_absent: bool) -> Verdict:
@@ -61,9 +62,22 @@ def judge(states: Mapping[str, UserState], users: Sequence[str], *, wait_while_a
                 False,
                 f"{user}: neither a member nor invited (the invitation was declined, withdrawn or "
                 "never sent)",
+                absent=True,
             )
         waiting[user] = state.presence.value
     return Verdict(not waiting, waiting=waiting)
+
+
+def look(hook: InvitesHook, group: str, users: Sequence[str], *, wait_while_absent: bool) -> Verdict:
+    """``judge`` of one look-up; "neither a member nor invited" only when a second look-up agrees.
+
+    A look-up reads members and invitations in separate requests: someone who accepts between the
+    two shows in neither, so one look-up alone cannot tell an acceptance from a withdrawal.
+    """
+    verdict = judge(hook.lookup(group, users), users, wait_while_absent=wait_while_absent)
+    if verdict.absent:
+        verdict = judge(hook.lookup(group, users), users, wait_while_absent=wait_while_absent)
+    return verdict
 
 
 class GroupMembershipTrigger(BaseTrigger):
@@ -135,14 +149,15 @@ class GroupMembershipTrigger(BaseTrigger):
         while True:
             polls += 1
             try:
-                states = await asyncio.to_thread(hook.lookup, self.group, self.users)
+                verdict = await asyncio.to_thread(
+                    look, hook, self.group, self.users, wait_while_absent=self.wait_while_absent
+                )
             except TransientPlatformError as exc:
                 self.log.warning("look-up %d failed for now, will poll again: %s", polls, exc)
             except (PermanentPlatformError, PlatformAuthError, InviteInputError) as exc:
                 yield self._event(FAILED, polls, hook.scrubber.scrub(str(exc)))
                 return
             else:
-                verdict = judge(states, self.users, wait_while_absent=self.wait_while_absent)
                 if verdict.failure:
                     yield self._event(FAILED, polls, verdict.failure)
                     return
