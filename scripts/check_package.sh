@@ -34,7 +34,7 @@ try_airflow() {  # try_airflow NAME PIP-REQUIREMENT...
   shift
   step "clean venv '$name': pip install $*"
   "$PYTHON" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet "$@" pytest >"$WORK/pip-$name.log" 2>&1 \
+  "$venv/bin/python" -m pip install --quiet "$@" pytest pytest-timeout >"$WORK/pip-$name.log" 2>&1 \
     || { grep -v '^WARNING: Location' "$WORK/pip-$name.log"; exit 1; }
   "$venv/bin/python" -m pip check
   local version

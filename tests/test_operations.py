@@ -250,26 +250,41 @@ def test_the_sensor_follows_default_deferrable(sandbox, airflow_db, monkeypatch,
 
 
 def when_waiting_for_input(dag_id: str, task_id: str, act: Any) -> threading.Thread:
-    """In a thread: once the task waits for input, ``act(ti, session)`` in a metadata-DB session."""
+    """In a thread: once the task waits for input, ``act(ti, session)`` in a metadata-DB session.
+
+    It waits a second first, and acts again if the task is parked again: acting right after the task
+    parks can race the in-process executor, which then parks it once more and leaves ``dag.test``
+    waiting for ever. It stops when that run is no longer running.
+    """
 
     def watch() -> None:
+        from airflow.models.dagrun import DagRun
         from airflow.models.taskinstance import TaskInstance
         from airflow.utils.session import create_session
         from sqlalchemy import select
 
         deadline = time.monotonic() + 120
+        run_id: str | None = None
         while time.monotonic() < deadline:
             with create_session() as session:
-                ti = session.scalar(
-                    select(TaskInstance).where(
-                        TaskInstance.dag_id == dag_id,
-                        TaskInstance.task_id == task_id,
-                        TaskInstance.state == "awaiting_input",
-                    )
+                waiting = select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id,
+                    TaskInstance.task_id == task_id,
+                    TaskInstance.state == "awaiting_input",
                 )
+                if run_id is not None:
+                    waiting = waiting.where(TaskInstance.run_id == run_id)
+                ti = session.scalar(waiting)
                 if ti is not None:
+                    time.sleep(1)
+                    run_id = ti.run_id
                     act(ti, session)
-                    return
+                elif run_id is not None:
+                    state = session.scalar(
+                        select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+                    )
+                    if state != "running":
+                        return
             time.sleep(0.3)
 
     helper = threading.Thread(target=watch, daemon=True)
@@ -286,7 +301,6 @@ def answer_when_asked(dag_id: str, task_id: str, option: str, user: str = "alice
         from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
         from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
 
-        time.sleep(1)  # a response right after parking can race the executor (see docs)
         update_hitl_detail(
             dag_id=dag_id,
             dag_run_id=ti.run_id,
