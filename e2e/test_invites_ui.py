@@ -209,5 +209,5 @@ def test_a_runs_invites_tab_shows_what_its_report_logged(
         (row["person"], c["platform"]): c["status"] for row in frame.evaluate(GRID_JS) for c in row["cells"]
     }
     assert shown == report
-    expect(page.locator('iframe[src*="/invites/dags/"]')).to_be_visible()
+    expect(page.locator('iframe[src*="invites/dags/"]')).to_be_visible()
     page.screenshot(path=images / "invites-run-tab.png")
